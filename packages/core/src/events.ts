@@ -1,0 +1,29 @@
+import type { PagingDomainEvent } from './domain.js';
+import type { GroupEvent } from './group.js';
+import type { PeEvent } from './pe.js';
+import type { TopologyEvent } from './topology.js';
+import type { WindowEvent } from './window.js';
+
+/**
+ * Every fact the log can hold. Event data is plain JSON (u64 values as hex strings) so that what is
+ * stored is exactly what is folded on replay.
+ */
+export type IommuEvent = TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent;
+export type IommuEventType = IommuEvent['type'];
+
+/** Schema version of the event payloads written by this code. */
+export const EVENT_SCHEMA_VERSION = 1;
+
+const TYPES: Record<IommuEventType, true> = {
+  PhbAdded: true, DeviceAdded: true, DeviceRemoved: true, DriverBound: true, DriverUnbound: true,
+  PeCreated: true, PeReleased: true,
+  WindowSet: true, WindowUnset: true, BypassSet: true,
+  GroupCreated: true, GroupRemoved: true, DmaOwnerClaimed: true, DmaOwnerReleased: true,
+  PagingDomainAllocated: true, PagingDomainFreed: true, DeviceAttached: true, DeviceDetached: true,
+  TcesMapped: true, TcesCleared: true,
+};
+export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];
+
+export function isEventType(type: string): type is IommuEventType {
+  return Object.hasOwn(TYPES, type);
+}

@@ -1,0 +1,49 @@
+import { evolveDomain } from './domain.js';
+import type { IommuEvent } from './events.js';
+import { evolveGroup } from './group.js';
+import { evolvePe } from './pe.js';
+import type { State } from './state.js';
+import { evolveTopology } from './topology.js';
+import { evolveWindow } from './window.js';
+
+/** The pure fold: never reads a clock, never fails on an event `decide` produced. */
+export function evolve(state: State, event: IommuEvent): State {
+  const next = route(state, event);
+  return { ...next, version: state.version + 1 };
+}
+
+function route(state: State, event: IommuEvent): State {
+  switch (event.type) {
+    case 'PhbAdded':
+    case 'DeviceAdded':
+    case 'DeviceRemoved':
+    case 'DriverBound':
+    case 'DriverUnbound':
+      return evolveTopology(state, event);
+    case 'PeCreated':
+    case 'PeReleased':
+      return evolvePe(state, event);
+    case 'WindowSet':
+    case 'WindowUnset':
+    case 'BypassSet':
+      return evolveWindow(state, event);
+    case 'GroupCreated':
+    case 'GroupRemoved':
+    case 'DmaOwnerClaimed':
+    case 'DmaOwnerReleased':
+      return evolveGroup(state, event);
+    case 'PagingDomainAllocated':
+    case 'PagingDomainFreed':
+    case 'DeviceAttached':
+    case 'DeviceDetached':
+    case 'TcesMapped':
+    case 'TcesCleared':
+      return evolveDomain(state, event);
+  }
+}
+
+export function fold(events: Iterable<IommuEvent>, state: State): State {
+  let s = state;
+  for (const e of events) s = evolve(s, e);
+  return s;
+}

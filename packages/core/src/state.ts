@@ -1,0 +1,145 @@
+import type { Bdf, PhbGeneration, Platform } from './pci.js';
+import type { TceTable } from './tce-table.js';
+
+/**
+ * The whole modelled host: the fold of every event so far. Plain immutable records keyed by string
+ * ids, so a state can be kept, compared and serialised at any point of the log.
+ *
+ * Cross-object invariants are written in invariants.ts; each object file states its own.
+ */
+export interface State {
+  /** Number of events folded in: the aggregate version. */
+  readonly version: number;
+  readonly phbs: Readonly<Record<string, Phb>>;
+  readonly devices: Readonly<Record<Bdf, Device>>;
+  readonly pes: Readonly<Record<PeId, Pe>>;
+  readonly groups: Readonly<Record<string, Group>>;
+  readonly domains: Readonly<Record<string, PagingDomain>>;
+  /** Next iommu_group id (global, in probe order, from 0 like the kernel's ida). */
+  readonly nextGroupId: number;
+  /** Next paging domain id (from 1: 0 is never a valid object id). */
+  readonly nextDomainId: number;
+}
+
+export interface Phb {
+  /** PCI domain number; on PowerNV the PHB's global number. */
+  readonly domain: number;
+  readonly platform: Platform;
+  readonly generation: PhbGeneration;
+  /** PEs the PHB supports (256 or 512 on PowerNV; 1 on pSeries, where the PHB is one table group). */
+  readonly numPes: number;
+  /** Supported IOMMU page sizes as log2 shifts. */
+  readonly pageShifts: readonly number[];
+}
+
+export interface Device {
+  readonly bdf: Bdf;
+  readonly phb: number;
+  readonly bus: number;
+  readonly vendor: number;
+  readonly device: number;
+  readonly classCode: number;
+  readonly bridge: boolean;
+  /**
+   * Kernel driver using the DMA API (holds the group's default domain), or null when unbound or bound
+   * to a driver that manages DMA itself (vfio-pci): those claim ownership instead.
+   */
+  readonly driver: string | null;
+  readonly pe: PeId;
+  /** iommu_group id; null for bridges, which get no group. */
+  readonly group: number | null;
+}
+
+/** PowerNV: `domain<phb>-pe<hex>`, the kernel's group name. pSeries: one PE per PHB. */
+export type PeId = string;
+
+export interface TableGroup {
+  readonly tce32Start: bigint;
+  readonly tce32Size: bigint;
+  readonly pageShifts: readonly number[];
+  readonly maxDynamicWindows: number;
+  readonly maxLevels: number;
+}
+
+export type TableRef = { readonly kind: 'kernel' } | { readonly kind: 'domain'; readonly domain: number };
+
+/** A programmed DMA window (a TVE on PowerNV): bus range [start, start+size-1] through a table. */
+export interface Window {
+  readonly start: bigint;
+  readonly size: bigint;
+  readonly pageShift: number;
+  readonly table: TableRef;
+}
+
+export interface Pe {
+  readonly id: PeId;
+  readonly phb: number;
+  readonly number: number;
+  /** The bus this PE serves; null on pSeries where the PE is the whole PHB. */
+  readonly bus: number | null;
+  /** Every device of the PE, bridges included, in the order they were added. */
+  readonly devices: readonly Bdf[];
+  readonly group: number | null;
+  readonly tableGroup: TableGroup;
+  /** Two slots (IOMMU_TABLE_GROUP_MAX_TABLES): slot 0 at tce32_start, slot 1 at 1<<59. */
+  readonly windows: readonly [Window | null, Window | null];
+  /** PowerNV real-mode bypass on TVE#1 (kernel default config only). */
+  readonly bypass: boolean;
+}
+
+export type DomainRef =
+  | { readonly type: 'platform' }
+  | { readonly type: 'blocked' }
+  | { readonly type: 'paging'; readonly id: number };
+
+export interface Group {
+  readonly id: number;
+  readonly pe: PeId;
+  /** Non-bridge devices (bridges stay with the host). */
+  readonly devices: readonly Bdf[];
+  /** User context owning DMA (iommufd ctx / VFIO container), or null for the kernel. */
+  readonly owner: string | null;
+  /** Devices the owner has claimed (iommu_device_claim_dma_owner); owner is null iff this is empty. */
+  readonly claimed: readonly Bdf[];
+  readonly domain: DomainRef;
+  /** Devices attached to the group's paging domain; non-empty iff domain is paging. */
+  readonly attached: readonly Bdf[];
+}
+
+export interface PagingDomain {
+  readonly id: number;
+  readonly context: string;
+  /** The group (and so the table group) this domain was allocated for; attach checks it. */
+  readonly group: number;
+  readonly pe: PeId;
+  readonly slot: 0 | 1;
+  /** Aperture: first and last (inclusive) mappable bus address. */
+  readonly start: bigint;
+  readonly last: bigint;
+  readonly table: TceTable;
+}
+
+export const initialState: State = {
+  version: 0,
+  phbs: {},
+  devices: {},
+  pes: {},
+  groups: {},
+  domains: {},
+  nextGroupId: 0,
+  nextDomainId: 1,
+};
+
+/** Record helpers for immutable updates; keys are kept in insertion order. */
+export function put<V>(record: Readonly<Record<string, V>>, key: string | number, value: V): Readonly<Record<string, V>> {
+  return { ...record, [key]: value };
+}
+
+export function drop<V>(record: Readonly<Record<string, V>>, key: string | number): Readonly<Record<string, V>> {
+  const { [key]: _removed, ...rest } = record;
+  return rest;
+}
+
+export function without<T>(list: readonly T[], item: T): readonly T[] {
+  return list.filter((x) => x !== item);
+}

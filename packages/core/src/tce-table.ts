@@ -1,0 +1,152 @@
+/**
+ * A TCE table as a persistent, sparse radix tree.
+ *
+ * Invariants:
+ * - `size` entries, relative indexes 0..size-1; entry i translates bus address
+ *   (offset + i) << pageShift. Entry value 0 is an invalid TCE (no access).
+ * - Interior levels and leaves exist only once an entry under them was written with a non-zero value,
+ *   like the kernel's on-demand levels (pnv_tce with alloc=true), so memory follows what is mapped,
+ *   not the window size. Clearing never allocates.
+ * - Nodes are never mutated after they are reachable from a returned table: every write copies the
+ *   path it touches (copy-on-write), so an older state stays valid. That is what keeps `evolve` pure.
+ * - `valid` counts non-zero entries.
+ *
+ * Fan-out is 512 (one 4 KiB page of 8-byte TCEs), the level size of a 4K-page kernel.
+ */
+const FANOUT_SHIFT = 9;
+const FANOUT = 1 << FANOUT_SHIFT;
+const MASK = FANOUT - 1;
+
+type Leaf = BigUint64Array;
+type Dir = readonly (TceNode | undefined)[];
+type TceNode = Leaf | Dir;
+
+export interface TceTable {
+  readonly pageShift: number;
+  /** Entry count of the window. */
+  readonly size: number;
+  /** Number of radix levels (derived from size; at least 1). */
+  readonly depth: number;
+  readonly root: TceNode | undefined;
+  readonly valid: number;
+}
+
+export const TCE_PCI_READ = 0x1n;
+export const TCE_PCI_WRITE = 0x2n;
+export const TCE_PERM_MASK = 0x3n;
+
+export function tceTableCreate(pageShift: number, size: number): TceTable {
+  let depth = 1;
+  while (2 ** (FANOUT_SHIFT * depth) < size) depth++;
+  return { pageShift, size, depth, root: undefined, valid: 0 };
+}
+
+export function tceGet(table: TceTable, index: number): bigint {
+  if (index < 0 || index >= table.size) return 0n;
+  let node = table.root;
+  for (let level = table.depth - 1; level > 0; level--) {
+    if (node === undefined) return 0n;
+    node = (node as Dir)[Math.floor(index / 2 ** (FANOUT_SHIFT * level)) & MASK];
+  }
+  return node === undefined ? 0n : (node as Leaf)[index & MASK]!;
+}
+
+/** Writes `count` consecutive entries from `index`: entry index+i gets value(i) (non-zero: a valid TCE). */
+export function tceWriteRange(
+  table: TceTable,
+  index: number,
+  count: number,
+  value: (i: number) => bigint,
+): TceTable {
+  return writeRange(table, index, count, value);
+}
+
+/** Clears `count` entries from `index`. Missing levels are skipped, never allocated. */
+export function tceClearRange(table: TceTable, index: number, count: number): TceTable {
+  return writeRange(table, index, count, null);
+}
+
+function writeRange(table: TceTable, index: number, count: number, valueFn: ((i: number) => bigint) | null): TceTable {
+  const value = valueFn ?? (() => 0n);
+  if (count <= 0) return table;
+  let validDelta = 0;
+  const write = (node: TceNode | undefined, level: number, base: number, from: number, to: number): TceNode | undefined => {
+    if (level === 0) {
+      let leaf: Leaf | undefined;
+      for (let i = from; i < to; i++) {
+        const v = value(i - index);
+        const old = node === undefined ? 0n : (node as Leaf)[i - base]!;
+        if (old === v) continue;
+        if (leaf === undefined) leaf = node === undefined ? new BigUint64Array(FANOUT) : (node as Leaf).slice();
+        leaf[i - base] = v;
+        validDelta += (v !== 0n ? 1 : 0) - (old !== 0n ? 1 : 0);
+      }
+      return leaf ?? node;
+    }
+    const span = 2 ** (FANOUT_SHIFT * level);
+    let dir: (TceNode | undefined)[] | undefined;
+    for (let start = from; start < to; ) {
+      const slot = Math.floor((start - base) / span);
+      const childBase = base + slot * span;
+      const end = Math.min(to, childBase + span);
+      const child = node === undefined ? undefined : (node as Dir)[slot];
+      // Clearing under a missing subtree is a no-op: never allocate levels to write zeros.
+      if (child !== undefined || valueFn !== null) {
+        const next = write(child, level - 1, childBase, start, end);
+        if (next !== child) {
+          dir ??= node === undefined ? new Array<TceNode | undefined>(FANOUT).fill(undefined) : (node as Dir).slice();
+          dir[slot] = next;
+        }
+      }
+      start = end;
+    }
+    return dir ?? node;
+  };
+  const root = write(table.root, table.depth - 1, 0, index, index + count);
+  return root === table.root ? table : { ...table, root, valid: table.valid + validDelta };
+}
+
+/** A maximal run of valid entries whose addresses advance by one IOMMU page and share permissions. */
+export interface TceRun {
+  readonly index: number;
+  readonly count: number;
+  /** The first entry's TCE value (address | permission bits). */
+  readonly first: bigint;
+}
+
+/** Valid entries in index order, merged into runs. Visits only allocated leaves. */
+export function tceRuns(table: TceTable): TceRun[] {
+  const runs: { index: number; count: number; first: bigint }[] = [];
+  const step = 1n << BigInt(table.pageShift);
+  const visit = (node: TceNode | undefined, level: number, base: number): void => {
+    if (node === undefined) return;
+    if (level === 0) {
+      const leaf = node as Leaf;
+      for (let i = 0; i < FANOUT; i++) {
+        const v = leaf[i]!;
+        if (v === 0n) continue;
+        const index = base + i;
+        const last = runs[runs.length - 1];
+        if (last && last.index + last.count === index && last.first + step * BigInt(last.count) === v) last.count++;
+        else runs.push({ index, count: 1, first: v });
+      }
+      return;
+    }
+    const span = 2 ** (FANOUT_SHIFT * level);
+    (node as Dir).forEach((child, slot) => visit(child, level - 1, base + slot * span));
+  };
+  visit(table.root, table.depth - 1, 0);
+  return runs;
+}
+
+/** Bytes of TCE storage allocated (leaves only; 8 bytes per entry slot). */
+export function tceAllocatedBytes(table: TceTable): number {
+  let bytes = 0;
+  const visit = (node: TceNode | undefined, level: number): void => {
+    if (node === undefined) return;
+    if (level === 0) bytes += (node as Leaf).byteLength;
+    else for (const child of node as Dir) visit(child, level - 1);
+  };
+  visit(table.root, table.depth - 1);
+  return bytes;
+}

@@ -1,0 +1,192 @@
+import { detachDevice } from './domain.js';
+import { fail } from './errors.js';
+import { releaseDevice, requireDevice } from './group.js';
+import { ensurePe, peAddDevice, peRemoveDevice } from './pe.js';
+import {
+  isBridgeClass, normalizeBdf, parseBdf, PHB_PAGE_SHIFTS, PLATFORM_GENERATIONS, type Bdf, type PhbGeneration, type Platform,
+} from './pci.js';
+import { drop, put, without, type Device, type Phb, type State } from './state.js';
+import type { Tx } from './tx.js';
+import { clearWindows, setDefaultConfig } from './window.js';
+
+/**
+ * PCI topology: PHBs and devices, hot-add and hot-remove, kernel driver binding.
+ *
+ * Invariants: every device's PHB exists; a device sits in exactly one PE (its bus's) and in at most
+ * one group (none for bridges); removing the last device of a group removes the group, and the last
+ * device of a PE releases the PE (its windows and PE number).
+ */
+export type TopologyEvent =
+  | {
+      readonly type: 'PhbAdded';
+      readonly data: {
+        readonly phb: number;
+        readonly platform: Platform;
+        readonly generation: PhbGeneration;
+        readonly numPes: number;
+        readonly pageShifts: readonly number[];
+      };
+    }
+  | {
+      readonly type: 'DeviceAdded';
+      readonly data: {
+        readonly bdf: Bdf;
+        readonly vendor: number;
+        readonly device: number;
+        readonly classCode: number;
+        readonly bridge: boolean;
+        readonly driver: string | null;
+        readonly pe: string;
+        readonly group: number | null;
+      };
+    }
+  | { readonly type: 'DeviceRemoved'; readonly data: { readonly bdf: Bdf; readonly surprise: boolean } }
+  | { readonly type: 'DriverBound'; readonly data: { readonly bdf: Bdf; readonly driver: string } }
+  | { readonly type: 'DriverUnbound'; readonly data: { readonly bdf: Bdf } };
+
+export interface PhbSpec {
+  readonly phb: number;
+  readonly platform: Platform;
+  readonly generation: PhbGeneration;
+  readonly numPes?: number;
+}
+
+export function addPhb(tx: Tx, spec: PhbSpec): void {
+  if (!Number.isInteger(spec.phb) || spec.phb < 0 || spec.phb > 0xffff) fail('EINVAL', `PHB number ${spec.phb} is not a 16-bit PCI domain`);
+  if (tx.state.phbs[spec.phb]) fail('EEXIST', `PHB ${spec.phb} already exists`);
+  if (!PLATFORM_GENERATIONS[spec.platform].includes(spec.generation)) {
+    fail('EINVAL', `a ${spec.platform} host has no ${spec.generation} PHB (expected ${PLATFORM_GENERATIONS[spec.platform].join(' or ')})`);
+  }
+  const numPes = spec.numPes ?? (spec.platform === 'powernv' ? 256 : 1);
+  const allowed = spec.platform === 'powernv' ? (spec.generation === 'PHB3' ? [256] : [256, 512]) : [1];
+  if (!allowed.includes(numPes)) fail('EINVAL', `${spec.generation} supports ${allowed.join(' or ')} PEs, not ${numPes}`);
+  tx.emit({
+    type: 'PhbAdded',
+    data: { phb: spec.phb, platform: spec.platform, generation: spec.generation, numPes, pageShifts: PHB_PAGE_SHIFTS[spec.generation] },
+  });
+}
+
+export interface DeviceSpec {
+  readonly bdf: string;
+  readonly vendor: number;
+  readonly device: number;
+  readonly classCode: number;
+  readonly bridge?: boolean;
+  readonly driver?: string | null;
+}
+
+/** Hot-add (or boot-time probe): PE on first device of the bus, group and DMA set-up on first endpoint. */
+export function addDevice(tx: Tx, spec: DeviceSpec): Bdf {
+  const addr = parseBdf(spec.bdf);
+  const bdf = normalizeBdf(spec.bdf);
+  const phb = tx.state.phbs[addr.domain] ?? fail('ENODEV', `no PHB ${addr.domain.toString(16).padStart(4, '0')} for ${bdf}`);
+  if (tx.state.devices[bdf]) fail('EEXIST', `device ${bdf} already exists`);
+  for (const [name, v, max] of [['vendor', spec.vendor, 0xffff], ['device', spec.device, 0xffff], ['class', spec.classCode, 0xffffff]] as const) {
+    if (!Number.isInteger(v) || v < 0 || v > max) fail('EINVAL', `${name} id ${v} is out of range for ${bdf}`);
+  }
+  const bridge = spec.bridge ?? isBridgeClass(spec.classCode);
+  let pe = ensurePe(tx, phb, addr.bus);
+  let group: number | null = null;
+  if (!bridge) {
+    if (pe.group === null) {
+      const id = tx.state.nextGroupId;
+      tx.emit({ type: 'GroupCreated', data: { group: id, pe: pe.id } });
+      setDefaultConfig(tx, tx.state.pes[pe.id]!);
+      pe = tx.state.pes[pe.id]!;
+    }
+    group = pe.group;
+  }
+  const driver = spec.driver ?? null;
+  if (driver !== null && group !== null && tx.state.groups[group]!.owner !== null) {
+    fail('EBUSY', `group ${group} is owned by context ${tx.state.groups[group]!.owner}; driver ${driver} cannot use its default domain`);
+  }
+  tx.emit({
+    type: 'DeviceAdded',
+    data: { bdf, vendor: spec.vendor, device: spec.device, classCode: spec.classCode, bridge, driver, pe: pe.id, group },
+  });
+  return bdf;
+}
+
+/** Driver probe: iommu_device_use_default_domain refuses (EBUSY) a group owned by a user context. */
+export function bindDriver(tx: Tx, bdf: Bdf, driver: string): void {
+  const dev = requireDevice(tx.state, bdf);
+  if (dev.driver !== null) fail('EBUSY', `${bdf} is already bound to ${dev.driver}`);
+  const group = dev.group === null ? undefined : tx.state.groups[dev.group];
+  if (group?.owner) fail('EBUSY', `group ${group.id} is owned by context ${group.owner}; ${driver} cannot use its default domain`);
+  tx.emit({ type: 'DriverBound', data: { bdf, driver } });
+}
+
+export function unbindDriver(tx: Tx, bdf: Bdf): void {
+  const dev = requireDevice(tx.state, bdf);
+  if (dev.driver === null) fail('ENODEV', `${bdf} has no driver bound`);
+  tx.emit({ type: 'DriverUnbound', data: { bdf } });
+}
+
+/**
+ * Hot removal. An orderly removal of a device a user context has claimed is refused with EBUSY: the
+ * kernel's removal waits until the owner releases it. A surprise removal cannot wait: the device is
+ * detached and its claim released by force first.
+ */
+export function removeDevice(tx: Tx, bdf: Bdf, surprise: boolean): void {
+  const dev = requireDevice(tx.state, bdf);
+  if (dev.group !== null) {
+    const g = tx.state.groups[dev.group]!;
+    if (g.claimed.includes(bdf)) {
+      if (!surprise) fail('EBUSY', `${bdf} is claimed by context ${g.owner}; removal waits until it is released`);
+      const owner = g.owner!;
+      if (g.attached.includes(bdf)) detachDevice(tx, owner, bdf);
+      releaseDevice(tx, owner, bdf, true);
+    }
+  }
+  if (dev.driver !== null) tx.emit({ type: 'DriverUnbound', data: { bdf } });
+  tx.emit({ type: 'DeviceRemoved', data: { bdf, surprise } });
+  if (dev.group !== null && tx.state.groups[dev.group]!.devices.length === 0) {
+    for (const d of Object.values(tx.state.domains)) {
+      if (d.group === dev.group) tx.emit({ type: 'PagingDomainFreed', data: { domain: d.id, reason: 'group-removed' } });
+    }
+    tx.emit({ type: 'GroupRemoved', data: { group: dev.group } });
+  }
+  if (tx.state.pes[dev.pe]!.devices.length === 0) {
+    clearWindows(tx, dev.pe);
+    tx.emit({ type: 'PeReleased', data: { pe: dev.pe } });
+  }
+}
+
+export function evolveTopology(state: State, event: TopologyEvent): State {
+  switch (event.type) {
+    case 'PhbAdded': {
+      const d = event.data;
+      const phb: Phb = { domain: d.phb, platform: d.platform, generation: d.generation, numPes: d.numPes, pageShifts: d.pageShifts };
+      return { ...state, phbs: put(state.phbs, d.phb, phb) };
+    }
+    case 'DeviceAdded': {
+      const d = event.data;
+      const addr = parseBdf(d.bdf);
+      const dev: Device = {
+        bdf: d.bdf, phb: addr.domain, bus: addr.bus, vendor: d.vendor, device: d.device, classCode: d.classCode,
+        bridge: d.bridge, driver: d.driver, pe: d.pe, group: d.group,
+      };
+      let next: State = { ...peAddDevice(state, d.pe, d.bdf), devices: put(state.devices, d.bdf, dev) };
+      if (d.group !== null) {
+        const g = next.groups[d.group]!;
+        next = { ...next, groups: put(next.groups, g.id, { ...g, devices: [...g.devices, d.bdf] }) };
+      }
+      return next;
+    }
+    case 'DeviceRemoved': {
+      const dev = state.devices[event.data.bdf]!;
+      let next: State = { ...peRemoveDevice(state, dev.pe, dev.bdf), devices: drop(state.devices, dev.bdf) };
+      if (dev.group !== null) {
+        const g = next.groups[dev.group]!;
+        next = { ...next, groups: put(next.groups, g.id, { ...g, devices: without(g.devices, dev.bdf) }) };
+      }
+      return next;
+    }
+    case 'DriverBound':
+    case 'DriverUnbound': {
+      const dev = state.devices[event.data.bdf]!;
+      const driver = event.type === 'DriverBound' ? event.data.driver : null;
+      return { ...state, devices: put(state.devices, dev.bdf, { ...dev, driver }) };
+    }
+  }
+}

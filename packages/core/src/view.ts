@@ -1,0 +1,89 @@
+import type { DomainRef, State, TableRef, Window } from './state.js';
+import { TCE_PERM_MASK, tceRuns } from './tce-table.js';
+import { toHex } from './u64.js';
+
+/**
+ * A lossless, JSON-only view of the state: u64 values as hex, TCE tables as runs of consecutive
+ * mappings. Two states are equal exactly when their canonical views are byte-identical; audit commands
+ * print this same view.
+ */
+export type Json = null | boolean | number | string | readonly Json[] | { readonly [key: string]: Json };
+
+export function stateView(state: State): Json {
+  return {
+    version: state.version,
+    nextGroupId: state.nextGroupId,
+    nextDomainId: state.nextDomainId,
+    phbs: Object.values(state.phbs).map((p) => ({
+      domain: p.domain, platform: p.platform, generation: p.generation, numPes: p.numPes, pageShifts: [...p.pageShifts],
+    })),
+    pes: Object.values(state.pes).map((pe) => ({
+      id: pe.id, phb: pe.phb, number: pe.number, bus: pe.bus, devices: [...pe.devices], group: pe.group,
+      tableGroup: {
+        tce32Start: toHex(pe.tableGroup.tce32Start), tce32Size: toHex(pe.tableGroup.tce32Size),
+        pageShifts: [...pe.tableGroup.pageShifts], maxDynamicWindows: pe.tableGroup.maxDynamicWindows, maxLevels: pe.tableGroup.maxLevels,
+      },
+      windows: pe.windows.map(windowView),
+      bypass: pe.bypass,
+    })),
+    devices: Object.values(state.devices).map((d) => ({
+      bdf: d.bdf, vendor: hex4(d.vendor), device: hex4(d.device), class: `0x${d.classCode.toString(16).padStart(6, '0')}`,
+      bridge: d.bridge, driver: d.driver, pe: d.pe, group: d.group,
+    })),
+    groups: Object.values(state.groups).map((g) => ({
+      id: g.id, pe: g.pe, devices: [...g.devices], owner: g.owner, claimed: [...g.claimed], domain: domainRefView(g.domain), attached: [...g.attached],
+    })),
+    domains: Object.values(state.domains).map((d) => {
+      const shift = BigInt(d.table.pageShift);
+      return {
+        id: d.id, context: d.context, group: d.group, pe: d.pe, slot: d.slot,
+        aperture: [toHex(d.start), toHex(d.last)], pgsize: toHex(1n << shift), entries: d.table.size, validTces: d.table.valid,
+        mappings: tceRuns(d.table).map((r) => ({
+          iova: toHex(d.start + (BigInt(r.index) << shift)),
+          paddr: toHex(r.first & ~TCE_PERM_MASK),
+          pages: r.count,
+          perm: permView(r.first & TCE_PERM_MASK),
+        })),
+      };
+    }),
+  };
+}
+
+function hex4(n: number): string {
+  return `0x${n.toString(16).padStart(4, '0')}`;
+}
+
+export function domainRefView(ref: DomainRef): string {
+  return ref.type === 'paging' ? `paging:${ref.id}` : ref.type;
+}
+
+function tableRefView(ref: TableRef): string {
+  return ref.kind === 'kernel' ? 'kernel' : `domain:${ref.domain}`;
+}
+
+function windowView(w: Window | null): Json {
+  return w && { start: toHex(w.start), last: toHex(w.start + w.size - 1n), pageShift: w.pageShift, table: tableRefView(w.table) };
+}
+
+function permView(perm: bigint): string {
+  return perm === 3n ? 'rw' : perm === 1n ? 'r' : perm === 2n ? 'w' : '-';
+}
+
+/** JSON with object keys sorted at every level: a byte-stable encoding of a view. */
+export function canonicalJson(value: Json): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(value: Json): Json {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, Json> = {};
+    for (const key of Object.keys(value).sort()) out[key] = sortKeys((value as Record<string, Json>)[key]!);
+    return out;
+  }
+  return value;
+}
+
+export function canonicalState(state: State): string {
+  return canonicalJson(stateView(state));
+}
