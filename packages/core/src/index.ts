@@ -21,5 +21,5 @@ export {
 export type { Prot } from './domain.js';
 export { HOST_PAGE_SHIFT } from './domain.js';
 export { fromHex, parseU64, toHex, U64_MAX, type Hex } from './u64.js';
-export { canonicalJson, canonicalState, stateView, type Json } from './view.js';
+export { canonicalJson, canonicalState, domainMappings, domainRefView, stateView, type Json, type MappingView } from './view.js';
 export { BYPASS_BASE } from './window.js';

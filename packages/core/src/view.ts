@@ -1,4 +1,4 @@
-import type { DomainRef, State, TableRef, Window } from './state.js';
+import type { DomainRef, PagingDomain, State, TableRef, Window } from './state.js';
 import { TCE_PERM_MASK, tceRuns } from './tce-table.js';
 import { toHex } from './u64.js';
 
@@ -33,20 +33,31 @@ export function stateView(state: State): Json {
     groups: Object.values(state.groups).map((g) => ({
       id: g.id, pe: g.pe, devices: [...g.devices], owner: g.owner, claimed: [...g.claimed], domain: domainRefView(g.domain), attached: [...g.attached],
     })),
-    domains: Object.values(state.domains).map((d) => {
-      const shift = BigInt(d.table.pageShift);
-      return {
-        id: d.id, context: d.context, group: d.group, pe: d.pe, slot: d.slot,
-        aperture: [toHex(d.start), toHex(d.last)], pgsize: toHex(1n << shift), entries: d.table.size, validTces: d.table.valid,
-        mappings: tceRuns(d.table).map((r) => ({
-          iova: toHex(d.start + (BigInt(r.index) << shift)),
-          paddr: toHex(r.first & ~TCE_PERM_MASK),
-          pages: r.count,
-          perm: permView(r.first & TCE_PERM_MASK),
-        })),
-      };
-    }),
+    domains: Object.values(state.domains).map((d) => ({
+      id: d.id, context: d.context, group: d.group, pe: d.pe, slot: d.slot,
+      aperture: [toHex(d.start), toHex(d.last)], pgsize: toHex(1n << BigInt(d.table.pageShift)), entries: d.table.size,
+      validTces: d.table.valid, mappings: [...domainMappings(d)],
+    })),
   };
+}
+
+export type MappingView = {
+  readonly iova: string;
+  readonly paddr: string;
+  readonly pages: number;
+  /** "r" (TCE_PCI_READ) or "rw" (READ|WRITE). */
+  readonly perm: string;
+};
+
+/** A domain's valid TCEs as ranges: consecutive pages, consecutive addresses, same permission. */
+export function domainMappings(d: PagingDomain): MappingView[] {
+  const shift = BigInt(d.table.pageShift);
+  return tceRuns(d.table).map((r) => ({
+    iova: toHex(d.start + (BigInt(r.index) << shift)),
+    paddr: toHex(r.first & ~TCE_PERM_MASK),
+    pages: r.count,
+    perm: permView(r.first & TCE_PERM_MASK),
+  }));
 }
 
 function hex4(n: number): string {

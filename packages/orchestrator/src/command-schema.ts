@@ -1,0 +1,91 @@
+import { parseU64, type Command, type CommandType } from '@iommu-orch/core';
+import { z } from 'zod';
+
+/**
+ * The command table's input side: raw JSON -> typed core Command. Unknown fields are refused (strict
+ * objects), u64 values are a safe integer or a decimal/hex string. Domain rules stay in core; this
+ * only guarantees shapes and types.
+ */
+const u64 = z.union([z.string(), z.number(), z.bigint()]).transform((v, ctx) => {
+  const n = typeof v === 'bigint' ? (v >= 0n && v < 1n << 64n ? v : null) : parseU64(v);
+  if (n === null) {
+    ctx.addIssue({ code: 'custom', message: `not a 64-bit unsigned value: ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return n;
+});
+/** A PCI id: an integer or a hex string ("0x1014"). */
+const pciId = z.union([
+  z.number().int(),
+  z.string().regex(/^0x[0-9a-fA-F]+$/, 'expected a hex string like "0x1014"').transform((v) => parseInt(v, 16)),
+]);
+const bdf = z.string().min(1);
+const context = z.string().min(1).max(64);
+const id = z.number().int().nonnegative();
+const count = z.number().int().positive();
+/** JSON form "r" | "w" | "rw", or the typed form { read, write }. */
+const prot = z.union([
+  z.enum(['r', 'w', 'rw']).transform((p) => ({ read: p.includes('r'), write: p.includes('w') })),
+  z.strictObject({ read: z.boolean(), write: z.boolean() }),
+]);
+
+export const COMMAND_SCHEMAS = {
+  addPhb: z.strictObject({
+    type: z.literal('addPhb'),
+    phb: z.number().int(),
+    platform: z.enum(['powernv', 'pseries']),
+    generation: z.enum(['PHB3', 'PHB4', 'PHB5', 'SPAPR']),
+    numPes: z.number().int().optional(),
+  }),
+  addDevice: z.strictObject({
+    type: z.literal('addDevice'),
+    bdf,
+    vendor: pciId,
+    device: pciId,
+    classCode: pciId,
+    bridge: z.boolean().optional(),
+    driver: z.string().min(1).nullable().optional(),
+  }),
+  removeDevice: z.strictObject({ type: z.literal('removeDevice'), bdf, surprise: z.boolean().optional() }),
+  bindDriver: z.strictObject({ type: z.literal('bindDriver'), bdf, driver: z.string().min(1) }),
+  unbindDriver: z.strictObject({ type: z.literal('unbindDriver'), bdf }),
+  claimDevice: z.strictObject({ type: z.literal('claimDevice'), context, bdf }),
+  releaseDevice: z.strictObject({ type: z.literal('releaseDevice'), context, bdf }),
+  allocPagingDomain: z.strictObject({ type: z.literal('allocPagingDomain'), context, bdf, pageShift: z.number().int().optional() }),
+  freeDomain: z.strictObject({ type: z.literal('freeDomain'), context, domain: id }),
+  attachDevice: z.strictObject({ type: z.literal('attachDevice'), context, domain: id, bdf }),
+  detachDevice: z.strictObject({ type: z.literal('detachDevice'), context, bdf }),
+  mapPages: z.strictObject({
+    type: z.literal('mapPages'), context, domain: id, iova: u64, paddr: u64, pgsize: u64, pgcount: count, prot,
+  }),
+  unmapPages: z.strictObject({ type: z.literal('unmapPages'), context, domain: id, iova: u64, pgsize: u64, pgcount: count }),
+  iovaToPhys: z.strictObject({ type: z.literal('iovaToPhys'), context, domain: id, iova: u64 }),
+} satisfies Record<CommandType, z.ZodType>;
+
+export const commandSchema = z.discriminatedUnion('type', Object.values(COMMAND_SCHEMAS) as unknown as [
+  (typeof COMMAND_SCHEMAS)[CommandType],
+  ...(typeof COMMAND_SCHEMAS)[CommandType][],
+]);
+
+export class InputError extends Error {
+  override readonly name = 'InputError';
+}
+
+/** Parses one raw command; InputError names the offending field. */
+export function parseCommand(raw: unknown): Command {
+  if (typeof raw === 'object' && raw !== null && 'type' in raw && typeof raw.type === 'string' && !(raw.type in COMMAND_SCHEMAS)) {
+    throw new InputError(`unknown command type "${raw.type}" (known: ${Object.keys(COMMAND_SCHEMAS).join(', ')})`);
+  }
+  const result = commandSchema.safeParse(raw);
+  if (!result.success) throw new InputError(formatIssues(result.error));
+  return result.data as Command;
+}
+
+export function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => {
+      const where = i.path.length ? i.path.join('.') : '(command)';
+      return `${where}: ${i.message}`;
+    })
+    .join('; ');
+}

@@ -1,0 +1,119 @@
+import { readFileSync } from 'node:fs';
+import { ERRNO_CODES, HCALL_CODES, type Output, type State } from '@iommu-orch/core';
+import { z } from 'zod';
+import { formatIssues, InputError, parseCommand } from './command-schema.js';
+import type { Orchestrator } from './orchestrator.js';
+
+/**
+ * A scenario: a topology and a list of commands, each optionally stating what it expects.
+ * The format is documented in docs/scenario-format.md.
+ */
+const errorCode = z.enum([...ERRNO_CODES, ...HCALL_CODES]);
+const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+const expectation = z.union([
+  z.literal('ok'),
+  z.strictObject({ ok: z.record(z.string(), scalar) }),
+  z.strictObject({ error: errorCode }),
+]);
+export type Expectation = z.infer<typeof expectation>;
+
+const step = z.looseObject({ type: z.string(), expect: expectation.optional(), note: z.string().optional() });
+
+export const scenarioSchema = z.strictObject({
+  name: z.string().min(1),
+  description: z.string().optional(),
+  clock: z.strictObject({ start: z.iso.datetime().optional(), stepMs: z.number().int().positive().optional() }).optional(),
+  topology: z
+    .strictObject({
+      phbs: z.array(z.looseObject({})).default([]),
+      devices: z.array(z.looseObject({})).default([]),
+    })
+    .optional(),
+  commands: z.array(step),
+});
+export type Scenario = z.infer<typeof scenarioSchema>;
+
+export function parseScenario(raw: unknown, where = 'scenario'): Scenario {
+  const r = scenarioSchema.safeParse(raw);
+  if (!r.success) throw new InputError(`${where}: ${formatIssues(r.error)}`);
+  return r.data;
+}
+
+export function loadScenario(file: string): Scenario {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new InputError(`cannot read scenario ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`${file} is not valid JSON: ${(e as Error).message}`);
+  }
+  return parseScenario(raw, file);
+}
+
+export interface StepResult {
+  readonly index: number;
+  readonly type: string;
+  readonly note?: string;
+  readonly ok: boolean;
+  readonly output?: Output;
+  readonly error?: { readonly code: string; readonly message: string };
+  /** Positions of the events this step appended. */
+  readonly positions: readonly number[];
+  /** null when the step stated no expectation. */
+  readonly expectationMet: boolean | null;
+  readonly expected?: Expectation;
+}
+
+export interface ScenarioReport {
+  readonly name: string;
+  readonly results: readonly StepResult[];
+  readonly passed: boolean;
+  readonly state: State;
+}
+
+/** The topology section as the addPhb / addDevice commands it stands for, each expected to succeed. */
+export function scenarioSteps(s: Scenario): { raw: Record<string, unknown>; expect?: Expectation; note?: string }[] {
+  const topo = s.topology;
+  const steps: { raw: Record<string, unknown>; expect?: Expectation; note?: string }[] = [];
+  for (const phb of topo?.phbs ?? []) steps.push({ raw: { type: 'addPhb', ...phb }, expect: 'ok' });
+  for (const dev of topo?.devices ?? []) steps.push({ raw: { type: 'addDevice', ...dev }, expect: 'ok' });
+  for (const { expect, note, ...raw } of s.commands) {
+    steps.push({ raw, ...(expect === undefined ? {} : { expect }), ...(note === undefined ? {} : { note }) });
+  }
+  return steps;
+}
+
+/**
+ * Runs every step in order. Input errors (a malformed command) abort the run with InputError before
+ * anything is executed: the whole scenario is validated first.
+ */
+export async function runScenario(orchestrator: Orchestrator, scenario: Scenario): Promise<ScenarioReport> {
+  const steps = scenarioSteps(scenario).map((s, i) => {
+    try {
+      return { ...s, command: parseCommand(s.raw) };
+    } catch (e) {
+      throw new InputError(`step ${i + 1} (${String(s.raw.type)}): ${(e as Error).message}`);
+    }
+  });
+  const results: StepResult[] = [];
+  for (const [i, s] of steps.entries()) {
+    const r = await orchestrator.execute(s.command);
+    const base = { index: i + 1, type: s.command.type, ...(s.note === undefined ? {} : { note: s.note }) };
+    const result: StepResult = r.ok
+      ? { ...base, ok: true, output: r.output, positions: r.events.map((e) => e.position), expectationMet: null }
+      : { ...base, ok: false, error: { code: r.error.code, message: r.error.message }, positions: [], expectationMet: null };
+    results.push(s.expect === undefined ? result : { ...result, expected: s.expect, expectationMet: meets(result, s.expect) });
+  }
+  return { name: scenario.name, results, passed: results.every((r) => r.expectationMet !== false), state: orchestrator.state };
+}
+
+function meets(r: StepResult, e: Expectation): boolean {
+  if (e === 'ok') return r.ok;
+  if ('error' in e) return !r.ok && r.error?.code === e.error;
+  return r.ok && Object.entries(e.ok).every(([k, v]) => r.output?.[k] === v);
+}
