@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+// Workspace packages resolve to their TypeScript sources through the custom export condition, so
+// tests never depend on a build; the CLI tests that spawn bin/ need `pnpm build` (run by `pnpm test`).
+export default defineConfig({
+  resolve: { conditions: ['@iommu-orch/source'] },
+  ssr: { resolve: { conditions: ['@iommu-orch/source'] } },
+  test: {
+    include: ['tests/**/*.test.ts'],
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
+  },
+});
