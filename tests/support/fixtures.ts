@@ -1,4 +1,4 @@
-import { decide, initialState, type Command, type State } from '@iommu-orch/core';
+import { decide, initialState, type Command, type Prot, type State } from '@iommu-orch/core';
 
 /** Applies commands that must succeed; throws with the command and the error otherwise. */
 export function apply(state: State, ...commands: Command[]): State {
@@ -45,11 +45,11 @@ export function attachedHost(pageShift = 12): State {
   );
 }
 
-export const rw = { read: true, write: true } as const;
-export const ro = { read: true, write: false } as const;
-export const wo = { read: false, write: true } as const;
+export const rw: Prot = { read: true, write: true };
+export const ro: Prot = { read: true, write: false };
+export const wo: Prot = { read: false, write: true };
 
-export function map(iova: bigint, pgcount: number, paddr = 0x2000_0000n, prot = rw, pgsize = 0x1000n): Command {
+export function map(iova: bigint, pgcount: number, paddr = 0x2000_0000n, prot: Prot = rw, pgsize = 0x1000n): Command {
   return { type: 'mapPages', context: 'vm1', domain: 1, iova, paddr, pgsize, pgcount, prot };
 }
 

@@ -6,7 +6,7 @@ import { logicalClock, systemClock, type Clock } from './clock.js';
 import { InputError } from './command-schema.js';
 import { demoScenarioPath } from './demo.js';
 import { Orchestrator } from './orchestrator.js';
-import { renderState, renderStep } from './render.js';
+import { renderState, renderStep, stateHeading } from './render.js';
 import { replay } from './replay.js';
 import { loadScenario, runScenario, type Scenario } from './scenario.js';
 
@@ -98,7 +98,7 @@ function buildProgram(io: Io, setCode: (code: number) => void): Command {
       try {
         const r = await replay(store, at);
         if (opts.json) io.out(canonicalJson({ position: r.position, time: r.time, state: stateView(r.state) }));
-        else io.out(renderState(r.state, `State at position ${r.position}${r.time ? ` (${r.time})` : ''}`));
+        else io.out(renderState(r.state, stateHeading(r.position, r.time)));
       } finally {
         await store.close();
       }
@@ -131,7 +131,9 @@ async function runCommand(io: Io, scenario: Scenario, db: string, clock: Clock, 
     } else {
       for (const r of report.results) io.out(renderStep(r));
       io.out('');
-      io.out(renderState(report.state, `State at position ${await store.head()}`));
+      const head = await store.head();
+      const last = head > 0 ? (await store.read(head - 1, 1))[0] : undefined;
+      io.out(renderState(report.state, stateHeading(head, last?.metadata.time ?? null)));
       const refused = report.results.filter((r) => !r.ok).length;
       const failed = report.results.filter((r) => r.expectationMet === false).length;
       io.out('');

@@ -40,6 +40,11 @@ export function renderState(state: State, heading: string): string {
   return lines.join('\n');
 }
 
+/** The heading both `run` and `audit replay` put above a state, so their blocks compare equal. */
+export function stateHeading(position: number, time: string | null): string {
+  return `State at position ${position}${time ? ` (${time})` : ''}`;
+}
+
 export function renderStep(r: StepResult): string {
   const n = String(r.index).padStart(3);
   const verdict = r.ok ? `ok ${formatOutput(r.output ?? {})}`.trimEnd() : `${r.error!.code}: ${r.error!.message}`;
