@@ -1,8 +1,9 @@
 /** @iommu-orch/orchestrator: command execution, replay, scenarios and the iommu-orch CLI. */
 export { logicalClock, systemClock, type Clock } from './clock.js';
 export { COMMAND_SCHEMAS, InputError, parseCommand } from './command-schema.js';
-export { demoScenarioPath } from './demo.js';
-export { EXIT, main, type Io } from './cli.js';
+export { demoScenarioPath } from './cli/demo-path.js';
+export { EXIT, type Io } from './cli/io.js';
+export { main } from './cli/main.js';
 export { Orchestrator, type ExecuteResult, type OrchestratorOptions } from './orchestrator.js';
 export { renderState } from './render.js';
 export { HOST_STREAM, replay, toDomainEvent, type ReplayResult } from './replay.js';

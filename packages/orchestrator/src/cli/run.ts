@@ -1,0 +1,57 @@
+import { canonicalJson, stateView } from '@iommu-orch/core';
+import { SqliteEventStore } from '@iommu-orch/store';
+import { Option, type Command } from 'commander';
+import { logicalClock, systemClock, type Clock } from '../clock.js';
+import { InputError } from '../command-schema.js';
+import { Orchestrator } from '../orchestrator.js';
+import { renderState, renderStep, stateHeading } from '../render.js';
+import { loadScenario, runScenario, type Scenario } from '../scenario.js';
+import { dbOption, EXIT, type CliContext, type Io } from './io.js';
+
+export function registerRun(program: Command, ctx: CliContext): void {
+  program
+    .command('run')
+    .description('run a scenario (topology + commands) into an event log and check its expectations')
+    .argument('<scenario>', 'scenario JSON file (docs/scenario-format.md)')
+    .addOption(dbOption())
+    .option('--json', 'machine-readable results')
+    .option('--append', 'continue an existing log instead of requiring a new one')
+    .addOption(new Option('--clock <kind>', 'event timestamps').choices(['scenario', 'system']).default('scenario'))
+    .action(async (file: string, opts: { db: string; json?: boolean; append?: boolean; clock: string }) => {
+      const scenario = loadScenario(file);
+      const clock = opts.clock === 'system' ? systemClock : scenarioClock(scenario);
+      ctx.setExitCode(await runCommand(ctx.io, scenario, opts.db, clock, { json: opts.json ?? false, append: opts.append ?? false }));
+    });
+}
+
+export function scenarioClock(s: Scenario): Clock {
+  return logicalClock(s.clock?.start, s.clock?.stepMs);
+}
+
+async function runCommand(io: Io, scenario: Scenario, db: string, clock: Clock, opts: { json: boolean; append: boolean }): Promise<number> {
+  const store = SqliteEventStore.open(db);
+  try {
+    const head = await store.head();
+    if (head > 0 && !opts.append) throw new InputError(`${db} already holds ${head} events; pass --append to continue it`);
+    const orchestrator = await Orchestrator.open(store, { clock });
+    const report = await runScenario(orchestrator, scenario);
+    if (opts.json) {
+      io.out(canonicalJson({ scenario: report.name, passed: report.passed, results: report.results as never, state: stateView(report.state) }));
+    } else {
+      for (const r of report.results) io.out(renderStep(r));
+      io.out('');
+      const last = await store.head();
+      const lastEvent = last > 0 ? (await store.read(last - 1, 1))[0] : undefined;
+      io.out(renderState(report.state, stateHeading(last, lastEvent?.metadata.time ?? null)));
+      const refused = report.results.filter((r) => !r.ok).length;
+      const failed = report.results.filter((r) => r.expectationMet === false).length;
+      io.out('');
+      io.out(
+        `scenario ${report.name}: ${report.results.length} commands, ${report.results.length - refused} accepted, ${refused} refused, ${failed === 0 ? 'all expectations met' : `${failed} expectations NOT met`}`,
+      );
+    }
+    return report.passed ? EXIT.ok : EXIT.failed;
+  } finally {
+    await store.close();
+  }
+}
