@@ -1,64 +1,15 @@
-import { MemoryEventStore, SqliteEventStore, StoreError, WrongExpectedVersionError, type EventStore, type NewEvent } from '@iommu-orch/store';
+import { SqliteEventStore, StoreError } from '@iommu-orch/store';
 import Database from 'better-sqlite3';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { ev } from './contract.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'iommu-orch-store-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let n = 0;
 const file = () => join(dir, `s${n++}.sqlite`);
-
-function ev(id: string, data: unknown = { x: id }): NewEvent {
-  return { eventId: id, type: 'T', schemaVersion: 1, data, metadata: { time: '2026-01-01T00:00:00.000Z', commandId: `c-${id}`, commandType: 't' } };
-}
-
-const engines: [string, () => EventStore][] = [
-  ['memory', () => new MemoryEventStore()],
-  ['sqlite', () => SqliteEventStore.open(file())],
-];
-
-describe.each(engines)('event store contract (%s)', (_name, make) => {
-  it('assigns dense global positions and per-stream versions', async () => {
-    const s = make();
-    expect(await s.append('a', [ev('1'), ev('2')], { expectedVersion: 'no_stream' })).toEqual({ firstPosition: 1, lastPosition: 2, nextExpectedVersion: 2 });
-    expect(await s.append('b', [ev('3')], { expectedVersion: 0 })).toEqual({ firstPosition: 3, lastPosition: 3, nextExpectedVersion: 1 });
-    expect(await s.append('a', [ev('4')], { expectedVersion: 2 })).toEqual({ firstPosition: 4, lastPosition: 4, nextExpectedVersion: 3 });
-    const all = await s.read(0, 10);
-    expect(all.map((e) => [e.position, e.streamId, e.streamVersion])).toEqual([[1, 'a', 1], [2, 'a', 2], [3, 'b', 1], [4, 'a', 3]]);
-    expect(all[0]!.data).toEqual({ x: '1' });
-    expect(await s.head()).toBe(4);
-    expect(await s.read(2, 1)).toHaveLength(1);
-    await s.close();
-  });
-
-  it('a wrong expected version names expected and actual and writes nothing', async () => {
-    const s = make();
-    await s.append('a', [ev('1')], { expectedVersion: 'any' });
-    const err = await s.append('a', [ev('2')], { expectedVersion: 0 }).catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(WrongExpectedVersionError);
-    expect(err).toMatchObject({ code: 'WRONG_EXPECTED_VERSION', expected: 0, actual: 1 });
-    await expect(s.append('a', [ev('2')], { expectedVersion: 'no_stream' })).rejects.toThrow(WrongExpectedVersionError);
-    await expect(s.append('z', [ev('2')], { expectedVersion: 'stream_exists' })).rejects.toThrow(WrongExpectedVersionError);
-    expect(await s.head()).toBe(1);
-    expect(await s.streamVersion('a')).toBe(1);
-    // The stream is not wedged: the right version still appends.
-    await s.append('a', [ev('2')], { expectedVersion: 1 });
-    expect(await s.streamVersion('a')).toBe(2);
-    await s.close();
-  });
-
-  it('commits all events of an append or none of them', async () => {
-    const s = make();
-    await s.append('a', [ev('1')], { expectedVersion: 'any' });
-    // The duplicate event id fails the second row: the first row of the batch must not stay.
-    await expect(s.append('a', [ev('2'), ev('1')], { expectedVersion: 1 })).rejects.toThrow();
-    expect(await s.head()).toBe(1);
-    expect(await s.streamVersion('a')).toBe(1);
-    await s.close();
-  });
-});
 
 describe('SQLite specifics', () => {
   it('runs in WAL mode with synchronous=FULL', async () => {
@@ -108,5 +59,57 @@ describe('SQLite specifics', () => {
     db2.close();
     expect(() => SqliteEventStore.open(newer)).toThrowError(expect.objectContaining({ code: 'SCHEMA_TOO_NEW' }));
     expect(() => SqliteEventStore.open(newer, { readonly: true })).toThrowError(expect.objectContaining({ code: 'SCHEMA_TOO_NEW' }));
+  });
+});
+
+describe('SQLite files that cannot be used are refused before anything is written', () => {
+  function refusal(f: string, readonly: boolean): unknown {
+    try {
+      SqliteEventStore.open(f, { readonly });
+    } catch (e) {
+      return e;
+    }
+    throw new Error(`${f} opened`);
+  }
+
+  it('a truncated log: CORRUPT, for readers and writers, and the file stays byte-identical', async () => {
+    const f = file();
+    const s = SqliteEventStore.open(f);
+    for (let i = 0; i < 40; i++) await s.append('a', [ev(`${i}`, { pad: 'x'.repeat(400) })], { expectedVersion: 'any' });
+    await s.close();
+    const whole = readFileSync(f);
+    expect(whole.length).toBeGreaterThan(4 * 4096);
+    writeFileSync(f, whole.subarray(0, 3 * 4096 + 100));
+    const before = readFileSync(f);
+    for (const readonly of [true, false]) expect(refusal(f, readonly)).toMatchObject({ code: 'CORRUPT', message: expect.stringMatching(/truncated/) });
+    expect(readFileSync(f).equals(before)).toBe(true);
+  });
+
+  it('a file shorter than a SQLite header, and an empty directory path, are not databases', () => {
+    const f = file();
+    writeFileSync(f, 'SQLite format 3\0');
+    expect(refusal(f, false)).toMatchObject({ code: 'NOT_A_DATABASE' });
+    expect(readFileSync(f, 'latin1')).toBe('SQLite format 3\0');
+    expect(refusal(dir, true)).toMatchObject({ code: 'NOT_A_DATABASE' });
+  });
+
+  it('a read-only connection refuses appends with READ_ONLY', async () => {
+    const f = file();
+    await SqliteEventStore.open(f).close();
+    const r = SqliteEventStore.open(f, { readonly: true });
+    await expect(r.append('a', [ev('1')], { expectedVersion: 'any' })).rejects.toMatchObject({ code: 'READ_ONLY' });
+    await r.close();
+  });
+
+  it('a new log gets a log id (or the one given) and schema 2 in one step', async () => {
+    const f = file();
+    const s = SqliteEventStore.open(f, { logId: 'log-under-test' });
+    expect(await s.logId()).toBe('log-under-test');
+    expect(s.schemaVersion).toBe(2);
+    await s.close();
+    // Reopening keeps the id; a logId option only applies to a new file.
+    const again = SqliteEventStore.open(f, { logId: 'other' });
+    expect(await again.logId()).toBe('log-under-test');
+    await again.close();
   });
 });

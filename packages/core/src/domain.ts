@@ -3,7 +3,8 @@ import { requireGroupOf } from './group.js';
 import type { Bdf } from './pci.js';
 import { drop, put, without, type Group, type PagingDomain, type State } from './state.js';
 import {
-  TCE_PCI_READ, TCE_PCI_WRITE, TCE_PERM_MASK, tceClearRange, tceGet, tceTableCreate, tceWriteRange,
+  TCE_PCI_READ, TCE_PCI_WRITE, TCE_PERM_MASK, tceClearRange, tceGet, tcePermBits, tcePermName, tceTableCreate, tceWriteRange,
+  type TcePerm,
 } from './tce-table.js';
 import type { Tx } from './tx.js';
 import { fromHex, toHex, U64_MAX, type Hex } from './u64.js';
@@ -46,8 +47,8 @@ export type PagingDomainEvent =
         readonly paddr: Hex;
         readonly pgsize: Hex;
         readonly pgcount: number;
-        /** TCE permission bits written: 1 = TCE_PCI_READ, 3 = READ|WRITE. */
-        readonly perm: number;
+        /** TCE permission bits written, in words: "r" = TCE_PCI_READ, "rw" = READ|WRITE (schema 1: bits 1 or 3). */
+        readonly perm: TcePerm;
       };
     }
   | {
@@ -169,7 +170,7 @@ export function mapPages(tx: Tx, context: string, id: number, req: MapRequest): 
   }
   tx.emit({
     type: 'TcesMapped',
-    data: { domain: id, iova: toHex(req.iova), paddr: toHex(req.paddr), pgsize: toHex(req.pgsize), pgcount: req.pgcount, perm: Number(perm) },
+    data: { domain: id, iova: toHex(req.iova), paddr: toHex(req.paddr), pgsize: toHex(req.pgsize), pgcount: req.pgcount, perm: tcePermName(perm) as TcePerm },
   });
   return bytes;
 }
@@ -243,7 +244,7 @@ export function evolveDomain(state: State, event: PagingDomainEvent): State {
       const e = event.data;
       const d = state.domains[e.domain]!;
       const pgsize = fromHex(e.pgsize);
-      const base = fromHex(e.paddr) | BigInt(e.perm);
+      const base = fromHex(e.paddr) | tcePermBits(e.perm);
       const first = Number((fromHex(e.iova) - d.start) / pgsize);
       const table = tceWriteRange(d.table, first, e.pgcount, (i) => base + BigInt(i) * pgsize);
       return { ...state, domains: put(state.domains, d.id, { ...d, table }) };

@@ -11,8 +11,13 @@ import type { WindowEvent } from './window.js';
 export type IommuEvent = TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent;
 export type IommuEventType = IommuEvent['type'];
 
-/** Schema version of the event payloads written by this code. */
-export const EVENT_SCHEMA_VERSION = 1;
+/**
+ * Schema version of the event payloads written by this code. Bump it when a payload changes shape and
+ * add the upcaster for the old shape in upcast.ts; rows already written are never rewritten.
+ * - 1: the first catalogue.
+ * - 2: TcesMapped.perm in words ("r", "rw") instead of TCE bits (1, 3).
+ */
+export const EVENT_SCHEMA_VERSION = 2;
 
 const TYPES: Record<IommuEventType, true> = {
   PhbAdded: true, DeviceAdded: true, DeviceRemoved: true, DriverBound: true, DriverUnbound: true,

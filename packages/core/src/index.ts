@@ -12,14 +12,16 @@ export {
   formatBdf, isBridgeClass, normalizeBdf, parseBdf, PHB_PAGE_SHIFTS, PLATFORM_GENERATIONS,
   type Bdf, type PciAddress, type PhbGeneration, type Platform,
 } from './pci.js';
+export { decodeState, decodeValue, encodeState, encodeValue, SNAPSHOT_FORMAT } from './snapshot-codec.js';
 export { initialState } from './state.js';
 export type { Device, DomainRef, Group, PagingDomain, Pe, PeId, Phb, State, TableGroup, TableRef, Window } from './state.js';
 export {
-  TCE_PCI_READ, TCE_PCI_WRITE, tceAllocatedBytes, tceClearRange, tceGet, tceRuns, tceTableCreate, tceWriteRange,
-  type TceRun, type TceTable,
+  TCE_PCI_READ, TCE_PCI_WRITE, tceAllocatedBytes, tceClearRange, tceGet, tcePermBits, tcePermName, tceRuns, tceTableCreate,
+  tceWriteRange, type TcePerm, type TceRun, type TceTable,
 } from './tce-table.js';
 export type { Prot } from './domain.js';
 export { HOST_PAGE_SHIFT } from './domain.js';
+export { upcast, UPCASTERS, type Upcaster, type UpcasterRegistry } from './upcast.js';
 export { fromHex, parseU64, toHex, U64_MAX, type Hex } from './u64.js';
 export { canonicalJson, canonicalState, domainMappings, domainRefView, stateView, type Json, type MappingView } from './view.js';
 export { BYPASS_BASE } from './window.js';

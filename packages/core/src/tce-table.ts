@@ -35,6 +35,18 @@ export const TCE_PCI_READ = 0x1n;
 export const TCE_PCI_WRITE = 0x2n;
 export const TCE_PERM_MASK = 0x3n;
 
+/** Permission bits in words, as events and audit views write them: "r" (READ), "w" (WRITE), "rw". */
+export type TcePerm = 'r' | 'w' | 'rw';
+
+export function tcePermName(bits: bigint): TcePerm | '-' {
+  const b = bits & TCE_PERM_MASK;
+  return b === 3n ? 'rw' : b === TCE_PCI_READ ? 'r' : b === TCE_PCI_WRITE ? 'w' : '-';
+}
+
+export function tcePermBits(perm: TcePerm): bigint {
+  return (perm.includes('r') ? TCE_PCI_READ : 0n) | (perm.includes('w') ? TCE_PCI_WRITE : 0n);
+}
+
 export function tceTableCreate(pageShift: number, size: number): TceTable {
   let depth = 1;
   while (2 ** (FANOUT_SHIFT * depth) < size) depth++;

@@ -1,5 +1,5 @@
 import type { DomainRef, PagingDomain, State, TableRef, Window } from './state.js';
-import { TCE_PERM_MASK, tceRuns } from './tce-table.js';
+import { TCE_PERM_MASK, tcePermName, tceRuns } from './tce-table.js';
 import { toHex } from './u64.js';
 
 /**
@@ -56,7 +56,7 @@ export function domainMappings(d: PagingDomain): MappingView[] {
     iova: toHex(d.start + (BigInt(r.index) << shift)),
     paddr: toHex(r.first & ~TCE_PERM_MASK),
     pages: r.count,
-    perm: permView(r.first & TCE_PERM_MASK),
+    perm: tcePermName(r.first),
   }));
 }
 
@@ -74,10 +74,6 @@ function tableRefView(ref: TableRef): string {
 
 function windowView(w: Window | null): Json {
   return w && { start: toHex(w.start), last: toHex(w.start + w.size - 1n), pageShift: w.pageShift, table: tableRefView(w.table) };
-}
-
-function permView(perm: bigint): string {
-  return perm === 3n ? 'rw' : perm === 1n ? 'r' : perm === 2n ? 'w' : '-';
 }
 
 /** JSON with object keys sorted at every level: a byte-stable encoding of a view. */

@@ -1,14 +1,23 @@
 import {
-  decide, EVENT_SCHEMA_VERSION, evolve, IommuError, type Command, type IommuEvent, type Output, type State,
+  canonicalJson, decide, encodeValue, EVENT_SCHEMA_VERSION, evolve, IommuError, type Command, type Json, type Output, type State,
 } from '@iommu-orch/core';
-import { readAll, WrongExpectedVersionError, type EventStore, type NewEvent, type StoredEvent } from '@iommu-orch/store';
+import { readAll, WrongExpectedVersionError, type CommandRecord, type EventStore, type NewEvent, type StoredEvent } from '@iommu-orch/store';
 import { Observable, Subject } from 'rxjs';
 import { systemClock, type Clock } from './clock.js';
-import { parseCommand } from './command-schema.js';
+import { InputError, parseCommand } from './command-schema.js';
 import { HOST_STREAM, replay, toDomainEvent } from './replay.js';
+import { snapshotOf } from './snapshots.js';
+import { subscribeFrom, type SubscribeOptions } from './subscription.js';
 
 export type ExecuteResult =
-  | { readonly ok: true; readonly command: Command; readonly output: Output; readonly events: readonly StoredEvent[] }
+  | {
+      readonly ok: true;
+      readonly command: Command;
+      readonly output: Output;
+      readonly events: readonly StoredEvent[];
+      /** Set when the command id had been executed before: nothing was appended, this is the original result. */
+      readonly duplicate?: true;
+    }
   | { readonly ok: false; readonly command: Command; readonly error: IommuError };
 
 export interface OrchestratorOptions {
@@ -16,6 +25,14 @@ export interface OrchestratorOptions {
   readonly clock?: Clock;
   /** Re-decide on fresh state this many times when another writer got in first. */
   readonly maxConflictRetries?: number;
+  /** Store a snapshot of the state each time the stream's version crosses a multiple of this (0: never). */
+  readonly snapshotEvery?: number;
+}
+
+/** What the store keeps with a command id, so that a re-sent command gets its first answer back. */
+interface CommandResult {
+  readonly command: Json;
+  readonly output: Output;
 }
 
 /**
@@ -23,29 +40,31 @@ export interface OrchestratorOptions {
  * - A refused command returns a typed error and writes nothing.
  * - Calls are serialised: the decide-append pair of one command never interleaves with another's.
  * - A version conflict (another process appended) folds in the new events and decides again.
+ * - A command id makes execution idempotent: a command id the log already holds appends nothing and
+ *   returns the original output and events (a different command under a used id is InputError).
  * - `events$` emits each committed event once, after its transaction committed, in log order.
  */
 export class Orchestrator {
   private readonly committed = new Subject<StoredEvent>();
   readonly events$: Observable<StoredEvent> = this.committed.asObservable();
   private queue: Promise<unknown> = Promise.resolve();
-  private position: number;
 
   private constructor(
     readonly store: EventStore,
     private current: State,
-    position: number,
+    private position: number,
     private readonly streamId: string,
     private readonly clock: Clock,
     private readonly maxRetries: number,
-  ) {
-    this.position = position;
-  }
+    private readonly snapshotEvery: number,
+  ) {}
 
   static async open(store: EventStore, options: OrchestratorOptions = {}): Promise<Orchestrator> {
     const streamId = options.streamId ?? HOST_STREAM;
     const { state, position } = await replay(store, { streamId });
-    return new Orchestrator(store, state, position, streamId, options.clock ?? systemClock, options.maxConflictRetries ?? 16);
+    return new Orchestrator(
+      store, state, position, streamId, options.clock ?? systemClock, options.maxConflictRetries ?? 16, options.snapshotEvery ?? 1000,
+    );
   }
 
   get state(): State {
@@ -64,18 +83,28 @@ export class Orchestrator {
   }
 
   /** Like execute, but throws the IommuError of a refused command. */
-  async executeOrThrow(input: Command | unknown): Promise<Output> {
-    const r = await this.execute(input);
+  async executeOrThrow(input: Command | unknown, options: { commandId?: string } = {}): Promise<Output> {
+    const r = await this.execute(input, options);
     if (!r.ok) throw r.error;
     return r.output;
   }
 
+  /** History from `after`, then live events, without gap or duplicate (see subscription.ts). */
+  subscribe(after: number, options: Omit<SubscribeOptions, 'wake$'> = {}): Observable<StoredEvent> {
+    return subscribeFrom(this.store, after, { ...options, wake$: this.events$ });
+  }
+
   private async executeNow(command: Command, commandId: string | undefined): Promise<ExecuteResult> {
+    if (commandId !== undefined) {
+      const prior = await this.store.findCommand(commandId);
+      if (prior) return this.original(command, prior);
+    }
     for (let attempt = 0; ; attempt++) {
       const decision = decide(this.current, command);
       if (!decision.ok) return { ok: false, command, error: decision.error };
       if (decision.events.length === 0) return { ok: true, command, output: decision.output, events: [] };
       const version = this.current.version;
+      const next = decision.state.version;
       const meta = { time: this.clock.now(), commandId: commandId ?? `${this.streamId}:${version + 1}`, commandType: command.type };
       const batch: NewEvent[] = decision.events.map((e, i) => ({
         eventId: `${this.streamId}:${version + 1 + i}`,
@@ -84,8 +113,19 @@ export class Orchestrator {
         data: e.data,
         metadata: meta,
       }));
+      const every = this.snapshotEvery;
+      const snapshot = every > 0 && Math.floor(next / every) > Math.floor(version / every) ? snapshotOf(decision.state) : undefined;
+      const result: CommandResult = { command: encodeValue(command), output: decision.output };
       try {
-        const appended = await this.store.append(this.streamId, batch, { expectedVersion: version });
+        const appended = await this.store.append(this.streamId, batch, {
+          expectedVersion: version,
+          ...(commandId !== undefined && { commandId, commandResult: result }),
+          ...(snapshot && { snapshot }),
+        });
+        if (appended.duplicate) {
+          // Another writer committed this command id between our lookup and our append.
+          return this.original(command, (await this.store.findCommand(commandId!))!);
+        }
         this.current = decision.state;
         this.position = appended.lastPosition;
         const stored = batch.map((e, i) => ({
@@ -94,16 +134,27 @@ export class Orchestrator {
         for (const e of stored) this.committed.next(e);
         return { ok: true, command, output: decision.output, events: stored };
       } catch (e) {
-        if (!(e instanceof WrongExpectedVersionError) || attempt >= this.maxRetries) throw e;
+        if (!WrongExpectedVersionError.is(e) || attempt >= this.maxRetries) throw e;
         await this.catchUp();
       }
     }
   }
 
+  /** The first result of a command id the log already holds; its events are folded in first. */
+  private async original(command: Command, prior: CommandRecord): Promise<ExecuteResult> {
+    const recorded = prior.result as CommandResult;
+    if (canonicalJson(recorded.command) !== canonicalJson(encodeValue(command))) {
+      throw new InputError(`command id ${prior.commandId} was already used for a different command (${String((recorded.command as { type?: Json }).type)})`);
+    }
+    await this.catchUp();
+    const events = await this.store.read(prior.firstPosition - 1, prior.lastPosition - prior.firstPosition + 1);
+    return { ok: true, command, output: recorded.output, events, duplicate: true };
+  }
+
   /** Folds in events other writers appended since our last position. */
   async catchUp(): Promise<void> {
     for await (const stored of readAll(this.store, this.position)) {
-      if (stored.streamId === this.streamId) this.current = evolve(this.current, toDomainEvent(stored) as IommuEvent);
+      if (stored.streamId === this.streamId) this.current = evolve(this.current, toDomainEvent(stored));
       this.position = stored.position;
       this.committed.next(stored);
     }

@@ -1,19 +1,24 @@
-import { EVENT_SCHEMA_VERSION, evolve, initialState, isEventType, type IommuEvent, type State } from '@iommu-orch/core';
+import { EVENT_SCHEMA_VERSION, evolve, initialState, isEventType, upcast, type IommuEvent, type Json, type State } from '@iommu-orch/core';
 import { readAll, StoreError, type EventStore, type StoredEvent } from '@iommu-orch/store';
+import { newestValidSnapshot, type SnapshotRejection } from './snapshots.js';
 
 /** The default stream: one host's IOMMU is one aggregate, so its events form one ordered stream. */
 export const HOST_STREAM = 'host';
 
 /**
- * Turns a stored row into a domain event. Rows of an unknown type or a newer schema are refused
- * rather than skipped: replay must never silently build a different state.
+ * Turns a stored row into a domain event, lifting payloads of older schemas with the upcasters. Rows of
+ * an unknown type or a newer schema are refused rather than skipped: replay must never silently build
+ * a different state.
  */
 export function toDomainEvent(stored: StoredEvent): IommuEvent {
   if (!isEventType(stored.type)) throw new StoreError('CORRUPT', `event at position ${stored.position} has unknown type "${stored.type}"`);
-  if (stored.schemaVersion > EVENT_SCHEMA_VERSION) {
-    throw new StoreError('SCHEMA_TOO_NEW', `event at position ${stored.position} has schema ${stored.schemaVersion}; this build reads up to ${EVENT_SCHEMA_VERSION}`);
+  const v = stored.schemaVersion;
+  if (v > EVENT_SCHEMA_VERSION) {
+    throw new StoreError('SCHEMA_TOO_NEW', `event at position ${stored.position} has schema ${v}; this build reads up to ${EVENT_SCHEMA_VERSION}`);
   }
-  return { type: stored.type, data: stored.data } as IommuEvent;
+  if (!Number.isInteger(v) || v < 1) throw new StoreError('CORRUPT', `event at position ${stored.position} has no valid schema version (${v})`);
+  const data = v === EVENT_SCHEMA_VERSION ? stored.data : upcast(stored.type, v, stored.data as Json);
+  return { type: stored.type, data } as IommuEvent;
 }
 
 export interface ReplayResult {
@@ -22,19 +27,37 @@ export interface ReplayResult {
   readonly position: number;
   /** Metadata time of that event, if any. */
   readonly time: string | null;
+  /** Position of the snapshot replay started from (0: from the beginning of the log). */
+  readonly from: number;
+  /** Snapshots that failed their checks and were skipped. */
+  readonly rejectedSnapshots: readonly SnapshotRejection[];
+}
+
+export interface ReplayOptions {
+  /** Stop after this position. */
+  readonly at?: number;
+  /** Stop before the first event later than this ISO time. */
+  readonly until?: string;
+  readonly streamId?: string;
+  /** Start from the newest valid snapshot (default) or fold the whole log. */
+  readonly snapshots?: boolean;
 }
 
 /**
- * Rebuilds state from the log, reading it in bounded pages. `at` stops after that position;
- * `until` (ISO time) stops before the first later event. Never reads a clock.
+ * Rebuilds state: the newest valid snapshot (see snapshots.ts) plus the events after it, read in
+ * bounded pages. Never reads a clock.
  */
-export async function replay(store: EventStore, options: { at?: number; until?: string; streamId?: string } = {}): Promise<ReplayResult> {
+export async function replay(store: EventStore, options: ReplayOptions = {}): Promise<ReplayResult> {
   const streamId = options.streamId ?? HOST_STREAM;
   const until = options.until === undefined ? undefined : Date.parse(options.until);
-  let state = initialState;
-  let position = 0;
-  let time: string | null = null;
-  for await (const stored of readAll(store)) {
+  const { start, rejected } =
+    options.snapshots === false
+      ? { start: null, rejected: [] }
+      : await newestValidSnapshot(store, streamId, { ...(options.at !== undefined && { at: options.at }), ...(until !== undefined && { until }) });
+  let state = start?.state ?? initialState;
+  let position = start?.position ?? 0;
+  let time = start?.time ?? null;
+  for await (const stored of readAll(store, position)) {
     if (options.at !== undefined && stored.position > options.at) break;
     if (until !== undefined && Date.parse(stored.metadata.time) > until) break;
     if (stored.streamId !== streamId) continue;
@@ -42,5 +65,5 @@ export async function replay(store: EventStore, options: { at?: number; until?: 
     position = stored.position;
     time = stored.metadata.time;
   }
-  return { state, position, time };
+  return { state, position, time, from: start?.position ?? 0, rejectedSnapshots: rejected };
 }

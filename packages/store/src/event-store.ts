@@ -1,9 +1,20 @@
 import type { ExpectedVersion } from './errors.js';
 
 /**
- * The engine-neutral event store. Positions are global, dense and start at 1; a stream's version is
- * the count of its events (0 = no stream). Every append is atomic: all of its events commit or none do.
- * Methods are async so that a networked engine (PostgreSQL) can implement the same interface.
+ * The engine-neutral event store. Every engine (SQLite, memory, later PostgreSQL) passes the same
+ * contract suite (tests/store/contract.ts).
+ *
+ * Invariants:
+ * - Positions are global, dense, start at 1 and follow commit order: a reader that sees position n has
+ *   seen every position below it. A stream's version is the count of its events (0 = no stream).
+ * - An append is atomic: all of its events, its command record and its snapshot commit, or nothing does.
+ *   A refused append (wrong expected version, duplicate event id) changes nothing, so the stream can be
+ *   appended to at once with the right version.
+ * - Each event row carries hash_i = SHA-256(hash_{i-1} || canonical bytes of row i), from a genesis hash
+ *   of the log's id (hash-chain.ts); the bytes hashed are exactly the bytes stored.
+ * - A command id is recorded once: a second append with it appends nothing and returns the first result.
+ *
+ * Methods are async so that a networked engine can implement the same interface.
  */
 export interface EventMetadata {
   /** Event time, ISO 8601, from the orchestrator's injected clock (never read on replay). */
@@ -27,24 +38,87 @@ export interface StoredEvent extends NewEvent {
   readonly streamVersion: number;
 }
 
+/** A row exactly as stored: payloads as the JSON text that was hashed, and the row's chain hash (hex). */
+export interface EventRecord {
+  readonly position: number;
+  readonly streamId: string;
+  readonly streamVersion: number;
+  readonly eventId: string;
+  readonly type: string;
+  readonly schemaVersion: number;
+  readonly data: string;
+  readonly metadata: string;
+  /** Empty for rows of a log written before the hash chain existed. */
+  readonly hash: string;
+}
+
 export interface AppendOptions {
   readonly expectedVersion: ExpectedVersion;
+  /**
+   * Idempotency key. When an append with this id has committed before, nothing is appended and that
+   * append's result comes back with `duplicate: true`, whatever the expected version says.
+   */
+  readonly commandId?: string;
+  /** JSON value kept with the command id (what the command answered); findCommand returns it. */
+  readonly commandResult?: unknown;
+  /** The stream's state after this append, stored in the same transaction at its last position. */
+  readonly snapshot?: { readonly format: string; readonly state: string };
 }
 
 export interface AppendResult {
   readonly firstPosition: number;
   readonly lastPosition: number;
   readonly nextExpectedVersion: number;
+  /** True when the command id had been appended before and this call appended nothing. */
+  readonly duplicate: boolean;
+}
+
+export interface CommandRecord {
+  readonly commandId: string;
+  readonly streamId: string;
+  readonly firstPosition: number;
+  readonly lastPosition: number;
+  readonly nextExpectedVersion: number;
+  readonly result: unknown;
+}
+
+/**
+ * A state snapshot: the fold of `streamId` through global `position` (its version `streamVersion`).
+ * `stateHash` is SHA-256 of `state`; `logHash` is the chain hash of the event at `position`, so a
+ * snapshot is only trusted on the log it was taken from.
+ */
+export interface Snapshot {
+  readonly streamId: string;
+  readonly position: number;
+  readonly streamVersion: number;
+  readonly format: string;
+  readonly stateHash: string;
+  readonly logHash: string;
+  readonly state: string;
 }
 
 export interface EventStore {
   append(streamId: string, events: readonly NewEvent[], options: AppendOptions): Promise<AppendResult>;
   /** Events with position > after, in position order, at most `limit` of them. */
   read(after: number, limit: number): Promise<StoredEvent[]>;
+  /** Like read, but the rows as stored, with their chain hashes: what verification reads. */
+  readRecords(after: number, limit: number): Promise<EventRecord[]>;
   /** Position of the last event (0 for an empty log). */
   head(): Promise<number>;
   streamVersion(streamId: string): Promise<number>;
+  findCommand(commandId: string): Promise<CommandRecord | null>;
+  /** The id the chain's genesis hash is derived from; null for a log that predates the hash chain. */
+  logId(): Promise<string | null>;
+  /** The newest snapshot of the stream at or before `position`. */
+  latestSnapshot(streamId: string, position: number): Promise<Snapshot | null>;
   close(): Promise<void>;
+}
+
+/** The stored text of a JSON value; undefined (which JSON cannot hold) is refused. */
+export function jsonText(value: unknown): string {
+  const text = JSON.stringify(value);
+  if (text === undefined) throw new TypeError('an event payload must be a JSON value, not undefined');
+  return text;
 }
 
 /** Reads every event after `after` in bounded pages. */

@@ -1,5 +1,9 @@
-/** @iommu-orch/store: the append-only event log behind an engine-neutral interface. */
-export { StoreError, WrongExpectedVersionError, type ExpectedVersion, type StoreErrorCode } from './errors.js';
-export { readAll, type AppendOptions, type AppendResult, type EventMetadata, type EventStore, type NewEvent, type StoredEvent } from './event-store.js';
+/** @iommu-orch/store: the append-only, hash-chained event log behind an engine-neutral interface. */
+export { checkExpectedVersion, StoreError, WrongExpectedVersionError, type ExpectedVersion, type StoreErrorCode } from './errors.js';
+export {
+  readAll, type AppendOptions, type AppendResult, type CommandRecord, type EventMetadata, type EventRecord, type EventStore, type NewEvent,
+  type Snapshot, type StoredEvent,
+} from './event-store.js';
+export { chainHash, genesisHash, recordBytes, sha256Hex, verifyChain, type ChainReport, type TrustedHead } from './hash-chain.js';
 export { MemoryEventStore } from './memory-store.js';
 export { SQLITE_SCHEMA_VERSION, SqliteEventStore, type SqliteStoreOptions } from './sqlite-store.js';

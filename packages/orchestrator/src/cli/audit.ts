@@ -17,6 +17,7 @@ export function registerAudit(program: Command, ctx: CliContext): Command {
     .action(async (opts: { db: string; at?: string; json?: boolean }) => {
       const at = parseAt(opts.at);
       const r = await withReadonlyStore(opts.db, (store) => replay(store, at));
+      for (const s of r.rejectedSnapshots) ctx.io.err(`iommu-orch: skipped the snapshot at position ${s.position}: ${s.reason}`);
       if (opts.json) ctx.io.out(canonicalJson({ position: r.position, time: r.time, state: stateView(r.state) }));
       else ctx.io.out(renderState(r.state, stateHeading(r.position, r.time)));
     });

@@ -2,6 +2,7 @@ import { StoreError } from '@iommu-orch/store';
 import { Command, CommanderError } from 'commander';
 import { InputError } from '../command-schema.js';
 import { registerAudit } from './audit.js';
+import { registerAuditVerify } from './audit-verify.js';
 import { registerDemo } from './demo.js';
 import { EXIT, type CliContext, type Io } from './io.js';
 import { registerRun } from './run.js';
@@ -19,7 +20,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
     .showSuggestionAfterError();
   registerRun(program, ctx);
   registerDemo(program, ctx);
-  registerAudit(program, ctx);
+  registerAuditVerify(registerAudit(program, ctx), ctx);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return code;
