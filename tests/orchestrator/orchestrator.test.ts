@@ -79,4 +79,39 @@ describe('Orchestrator', () => {
     for (const c of bootCommands.slice(1)) await orch.execute(c);
     expect(canonicalState((await replay(store, { at: mid })).state)).toBe(snapshot);
   });
+
+  it('a command id executes once: re-sending it appends nothing and returns the first output and events', async () => {
+    const store = new MemoryEventStore();
+    const orch = await Orchestrator.open(store, { clock: logicalClock() });
+    for (const c of bootCommands) await orch.execute(c);
+    const claim = { type: 'unbindDriver', bdf: '0001:01:00.0' } as const;
+    const first = await orch.execute(claim, { commandId: 'op-1' });
+    const head = await store.head();
+    const again = await orch.execute(claim, { commandId: 'op-1' });
+    expect(again).toEqual({ ...first, duplicate: true });
+    expect(await store.head()).toBe(head);
+    // Re-deciding would have been refused (the driver is already unbound): the original answer wins.
+    expect((await orch.execute(claim)).ok).toBe(false);
+    await expect(orch.execute({ type: 'unbindDriver', bdf: '0000:01:00.1' }, { commandId: 'op-1' })).rejects.toThrow(/already used for a different command/);
+    // A refused command records nothing, so its id can be used again.
+    const refused = await orch.execute(bootCommands[0]!, { commandId: 'op-2' });
+    expect(refused.ok).toBe(false);
+    expect(await store.findCommand('op-2')).toBeNull();
+  });
+
+  it('a command id sent to two writers at once appends once; the second gets the first result', async () => {
+    const store = new MemoryEventStore();
+    const a = await Orchestrator.open(store, { clock: logicalClock() });
+    const b = await Orchestrator.open(store.connect(), { clock: logicalClock() });
+    for (const c of bootCommands) await a.execute(c);
+    await b.catchUp();
+    const unbind = { type: 'unbindDriver', bdf: '0001:01:00.0' } as const;
+    const head = await store.head();
+    // Both look the id up before either appends; the store settles it inside the append.
+    const [ra, rb] = await Promise.all([a.execute(unbind, { commandId: 'op' }), b.execute(unbind, { commandId: 'op' })]);
+    expect([ra.ok && ra.duplicate, rb.ok && rb.duplicate]).toEqual([undefined, true]);
+    expect(rb).toEqual({ ...ra, duplicate: true });
+    expect(await store.head()).toBe(head + (ra.ok ? ra.events.length : 0));
+    expect(canonicalState(b.state)).toBe(canonicalState(a.state));
+  });
 });

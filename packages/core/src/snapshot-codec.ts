@@ -8,7 +8,7 @@ import type { Json } from './view.js';
  *
  * - null, booleans, strings and finite numbers other than -0 stand for themselves.
  * - Plain objects keep their keys in order. `"$"` marks a tag, so an object that has a `"$"` key of
- *   its own is wrapped: `{"$":"object","v":{...}}`.
+ *   its own is wrapped: `{"$":"object","v":{...}}` (with `"proto":null` for a null-prototype object).
  * - Arrays without undefined entries stay arrays. Arrays with undefined entries (the empty slots of a
  *   TCE table's radix levels) are `{"$":"sparse","n":length,"r":runs}`, where each run is
  *   `[firstIndex, ...values]` of consecutive defined entries; holes read back as undefined.
@@ -51,7 +51,7 @@ export function encodeValue(value: unknown): Json {
     case 'boolean':
       return value;
     case 'number':
-      return Number.isFinite(value) && !Object.is(value, -0) ? value : { $: 'number', v: String(value) };
+      return Number.isFinite(value) && !Object.is(value, -0) ? value : { $: 'number', v: Object.is(value, -0) ? '-0' : String(value) };
     case 'bigint':
       return { $: 'bigint', v: bigintHex(value) };
     case 'undefined':
@@ -83,8 +83,9 @@ function encodeObject(value: object): Json {
   if (value instanceof Set) return { $: 'Set', e: [...value].map(encodeValue) };
   const proto = Object.getPrototypeOf(value) as unknown;
   if (proto !== Object.prototype && proto !== null) throw new TypeError(`cannot encode a ${value.constructor.name} in a snapshot`);
-  const out: Record<string, Json> = {};
-  for (const [k, v] of Object.entries(value)) out[k] = encodeValue(v);
+  // fromEntries defines own properties, so a "__proto__" key stays a key.
+  const out = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, encodeValue(v)])) as Record<string, Json>;
+  if (proto === null) return { $: 'object', proto: null, v: out };
   return Object.hasOwn(value, '$') ? { $: 'object', v: out } : out;
 }
 
@@ -108,6 +109,10 @@ function bigintHex(n: bigint): string {
   return n < 0n ? `-0x${(-n).toString(16)}` : `0x${n.toString(16)}`;
 }
 
+function hexBigint(text: string): bigint {
+  return text.startsWith('-') ? -BigInt(text.slice(1)) : BigInt(text);
+}
+
 export function decodeValue(json: Json): unknown {
   if (json === null || typeof json !== 'object') return json;
   if (Array.isArray(json)) return json.map(decodeValue);
@@ -115,10 +120,12 @@ export function decodeValue(json: Json): unknown {
   if (!Object.hasOwn(obj, '$')) return decodeRecord(obj);
   const tag = obj.$;
   switch (tag) {
-    case 'object':
-      return decodeRecord(field(obj, 'v') as { readonly [key: string]: Json });
+    case 'object': {
+      const record = decodeRecord(field(obj, 'v') as { readonly [key: string]: Json });
+      return Object.hasOwn(obj, 'proto') ? Object.assign(Object.create(null) as object, record) : record;
+    }
     case 'bigint':
-      return BigInt(field(obj, 'v') as string);
+      return hexBigint(field(obj, 'v') as string);
     case 'number':
       return Number(field(obj, 'v'));
     case 'undefined':
@@ -136,7 +143,7 @@ export function decodeValue(json: Json): unknown {
       if (typeof tag !== 'string' || !Object.hasOwn(TYPED_ARRAYS, tag)) throw new SyntaxError(`unknown snapshot tag ${JSON.stringify(tag)}`);
       const out = new TYPED_ARRAYS[tag as TypedArrayName](field(obj, 'n') as number);
       const bigints = out instanceof BigInt64Array || out instanceof BigUint64Array;
-      fillRuns(out as unknown as unknown[], obj, (x) => (bigints ? BigInt(x as string) : decodeValue(x)));
+      fillRuns(out as unknown as unknown[], obj, (x) => (bigints ? hexBigint(x as string) : decodeValue(x)));
       return out;
     }
   }
