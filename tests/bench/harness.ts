@@ -22,6 +22,23 @@ export async function measure(fn: () => number | Promise<number>, rounds = 5): P
   return { perSecond: rates[Math.floor(rates.length / 2)]! };
 }
 
+/**
+ * Measures workloads in alternating rounds (a, b, a, b, ...) after one warm-up each, so that load from
+ * other processes on a shared machine slows them alike; the median rate of each, in order.
+ */
+export async function measureTogether(fns: readonly (() => number | Promise<number>)[], rounds = 5): Promise<Measurement[]> {
+  for (const fn of fns) await fn();
+  const rates: number[][] = fns.map(() => []);
+  for (let i = 0; i < rounds; i++) {
+    for (const [k, fn] of fns.entries()) {
+      const t0 = process.hrtime.bigint();
+      const ops = await fn();
+      rates[k]!.push(ops / (Number(process.hrtime.bigint() - t0) / 1e9));
+    }
+  }
+  return rates.map((r) => ({ perSecond: r.sort((a, b) => a - b)[Math.floor(r.length / 2)]! }));
+}
+
 /** Prints one result line: the workload, its baseline, the ratio and whether it meets the target. */
 export function report(name: string, value: Measurement, baseline: Measurement, target: { atLeast?: number; atMost?: number }, unit = 'ops/s'): boolean {
   const ratio = value.perSecond / baseline.perSecond;

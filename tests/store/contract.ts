@@ -1,9 +1,10 @@
 import { subscribeFrom } from '@iommu-orch/orchestrator';
 import {
-  chainHash, genesisHash, sha256Hex, StoreError, verifyChain, WrongExpectedVersionError,
+  chainHash, genesisHash, recordBytes, sha256Hex, StoreError, verifyChain, WrongExpectedVersionError,
   type EventRecord, type EventStore, type ExpectedVersion, type NewEvent, type StoredEvent,
 } from '@iommu-orch/store';
 import fc from 'fast-check';
+import { createHash } from 'node:crypto';
 import { firstValueFrom, take, toArray } from 'rxjs';
 import { describe, expect, it } from 'vitest';
 
@@ -147,13 +148,17 @@ export function storeContract(name: string, newLog: () => LogUnderTest): void {
       expect(logId).toEqual(expect.any(String));
       const rows = await s.readRecords(0, 10);
       let hash = genesisHash(logId!);
+      let previous = createHash('sha256').update(`iommu-orch event log v1\n${logId}`).digest('hex');
+      expect(hash).toBe(previous);
       for (const r of rows) {
         hash = chainHash(hash, r);
-        expect(r.hash).toBe(hash.toString('hex'));
+        expect(r.hash).toBe(hash);
+        expect(hash).toBe(createHash('sha256').update(`${previous}${recordBytes(r)}`).digest('hex'));
+        previous = hash;
       }
       const parsed = await s.read(0, 10);
       expect(parsed.map((e) => e.data)).toEqual(rows.map((r) => JSON.parse(r.data)));
-      expect(await verifyChain(s)).toEqual({ ok: true, logId, count: 3, head: hash.toString('hex') });
+      expect(await verifyChain(s)).toEqual({ ok: true, logId, count: 3, head: hash });
       expect((await verifyChain(s, { trusted: { position: 2, hash: rows[1]!.hash } })).ok).toBe(true);
       expect(await verifyChain(s, { trusted: { position: 2, hash: rows[0]!.hash } })).toMatchObject({ ok: false, position: 2 });
       expect(await verifyChain(s, { trusted: { position: 9, hash: rows[0]!.hash } })).toMatchObject({ ok: false, position: 4 });

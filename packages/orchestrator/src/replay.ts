@@ -1,6 +1,9 @@
 import { EVENT_SCHEMA_VERSION, evolve, initialState, isEventType, upcast, type IommuEvent, type Json, type State } from '@iommu-orch/core';
-import { readAll, StoreError, type EventStore, type StoredEvent } from '@iommu-orch/store';
+import { StoreError, type EventStore, type StoredEvent } from '@iommu-orch/store';
 import { newestValidSnapshot, type SnapshotRejection } from './snapshots.js';
+
+/** Events per read while replaying: bounds memory, amortises the query. */
+const REPLAY_PAGE = 1000;
 
 /** The default stream: one host's IOMMU is one aggregate, so its events form one ordered stream. */
 export const HOST_STREAM = 'host';
@@ -57,13 +60,19 @@ export async function replay(store: EventStore, options: ReplayOptions = {}): Pr
   let state = start?.state ?? initialState;
   let position = start?.position ?? 0;
   let time = start?.time ?? null;
-  for await (const stored of readAll(store, position)) {
-    if (options.at !== undefined && stored.position > options.at) break;
-    if (until !== undefined && Date.parse(stored.metadata.time) > until) break;
-    if (stored.streamId !== streamId) continue;
-    state = evolve(state, toDomainEvent(stored));
-    position = stored.position;
-    time = stored.metadata.time;
+  // Page by page rather than through readAll: a per-event async iteration costs as much as the read itself.
+  pages: for (let after = position; ; ) {
+    const page = await store.read(after, REPLAY_PAGE);
+    for (const stored of page) {
+      if (options.at !== undefined && stored.position > options.at) break pages;
+      if (until !== undefined && Date.parse(stored.metadata.time) > until) break pages;
+      if (stored.streamId !== streamId) continue;
+      state = evolve(state, toDomainEvent(stored));
+      position = stored.position;
+      time = stored.metadata.time;
+    }
+    if (page.length < REPLAY_PAGE) break;
+    after = page[page.length - 1]!.position;
   }
   return { state, position, time, from: start?.position ?? 0, rejectedSnapshots: rejected };
 }

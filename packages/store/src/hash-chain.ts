@@ -1,10 +1,11 @@
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { EventRecord, EventStore } from './event-store.js';
 
 /**
- * The tamper-evident chain over the event rows:
+ * The tamper-evident chain over the event rows, all hashes as lower-case hex:
  *   hash_0 = SHA-256("iommu-orch event log v1\n" || logId)          (genesis: one per log)
- *   hash_i = SHA-256(hash_{i-1} || recordBytes(row i))
+ *   hash_i = SHA-256(hash_{i-1} || recordBytes(row i))             (UTF-8; hash_{i-1} as its 64 hex digits)
+ * so a row can be checked with nothing but a SHA-256 tool: `printf '%s%s' "$prev" "$bytes" | sha256sum`.
  * recordBytes is a JSON array of the row's columns with `data` and `metadata` inserted verbatim, i.e.
  * exactly the stored text: nothing is re-serialised, so verification never depends on a JSON encoder.
  * The array form is unambiguous (column boundaries cannot be shifted) and binds the position, so an
@@ -16,20 +17,20 @@ import type { EventRecord, EventStore } from './event-store.js';
  */
 const GENESIS_TAG = 'iommu-orch event log v1\n';
 
-export function genesisHash(logId: string): Buffer {
-  return createHash('sha256').update(GENESIS_TAG).update(logId).digest();
+/** One-shot crypto.hash where the runtime has it (Node >= 20.12): three times faster than createHash per row. */
+export const sha256Hex: (text: string) => string =
+  typeof crypto.hash === 'function' ? (text) => crypto.hash('sha256', text) : (text) => crypto.createHash('sha256').update(text).digest('hex');
+
+export function genesisHash(logId: string): string {
+  return sha256Hex(GENESIS_TAG + logId);
 }
 
 export function recordBytes(r: Omit<EventRecord, 'hash'>): string {
   return `[${r.position},${JSON.stringify(r.streamId)},${r.streamVersion},${JSON.stringify(r.eventId)},${JSON.stringify(r.type)},${r.schemaVersion},${r.data},${r.metadata}]`;
 }
 
-export function chainHash(previous: Buffer, r: Omit<EventRecord, 'hash'>): Buffer {
-  return createHash('sha256').update(previous).update(recordBytes(r)).digest();
-}
-
-export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+export function chainHash(previous: string, r: Omit<EventRecord, 'hash'>): string {
+  return sha256Hex(previous + recordBytes(r));
 }
 
 /** A head published earlier: the log must still hold exactly this hash at this position. */
@@ -76,11 +77,11 @@ export async function verifyChain(
       const problems: string[] = [];
       if (r.position !== position) problems.push(`position ${position} is missing (the next row is ${r.position}): a row was deleted`);
       const hash = chainHash(previous, r);
-      if (hash.toString('hex') !== r.hash) problems.push('the row does not match the hash chain: it was edited, moved or inserted');
+      if (hash !== r.hash) problems.push('the row does not match the hash chain: it was edited, moved or inserted');
       const last = versions.get(r.streamId) ?? 0;
       if (r.streamVersion !== last + 1) problems.push(`stream ${r.streamId} goes from version ${last} to ${r.streamVersion}: rows were reordered, deleted or inserted`);
-      if (trusted?.position === position && hash.toString('hex') !== trusted.hash.toLowerCase()) {
-        problems.push(`the trusted head says ${trusted.hash} at position ${position}; the log now has ${hash.toString('hex')}`);
+      if (trusted?.position === position && hash !== trusted.hash.toLowerCase()) {
+        problems.push(`the trusted head says ${trusted.hash} at position ${position}; the log now has ${hash}`);
       }
       if (problems.length > 0) return { ok: false, logId, count, position, problems };
       versions.set(r.streamId, r.streamVersion);
@@ -98,5 +99,5 @@ export async function verifyChain(
       return { ok: false, logId, count, position: count + 1, problems: [`stream ${streamId} is recorded at version ${recorded} but its events end at ${version}`] };
     }
   }
-  return { ok: true, logId, count, head: previous.toString('hex') };
+  return { ok: true, logId, count, head: previous };
 }

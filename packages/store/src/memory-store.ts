@@ -14,7 +14,7 @@ interface MemoryLog {
   readonly eventIds: Set<string>;
   readonly commands: Map<string, CommandRecord>;
   readonly snapshots: Snapshot[];
-  head: Buffer;
+  head: string;
 }
 
 /**
@@ -62,7 +62,7 @@ export class MemoryEventStore implements EventStore {
         position: log.records.length + 1, streamId, streamVersion: version, eventId: e.eventId, type: e.type, schemaVersion: e.schemaVersion, ...texts[i]!,
       };
       log.head = chainHash(log.head, row);
-      log.records.push({ ...row, hash: log.head.toString('hex') });
+      log.records.push({ ...row, hash: log.head });
       log.eventIds.add(e.eventId);
     });
     const appended = { firstPosition, lastPosition: log.records.length, nextExpectedVersion: version, duplicate: false };
@@ -77,7 +77,7 @@ export class MemoryEventStore implements EventStore {
     if (options.snapshot) {
       log.snapshots.push({
         streamId, position: appended.lastPosition, streamVersion: version, format: options.snapshot.format,
-        stateHash: sha256Hex(options.snapshot.state), logHash: log.head.toString('hex'), state: options.snapshot.state,
+        stateHash: sha256Hex(options.snapshot.state), logHash: log.head, state: options.snapshot.state,
       });
     }
     return appended;

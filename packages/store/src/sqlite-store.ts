@@ -81,7 +81,7 @@ const COLUMNS = 'position, stream_id, stream_version, event_id, type, schema_ver
 
 export class SqliteEventStore implements EventStore {
   private readonly stmts: ReturnType<typeof prepare>;
-  private readonly genesis: Buffer | null;
+  private readonly genesis: string | null;
 
   private constructor(
     private readonly db: Database.Database,
@@ -130,7 +130,7 @@ export class SqliteEventStore implements EventStore {
       checkExpectedVersion(streamId, options.expectedVersion, actual);
       const last = s.append.last.get();
       let position = last?.position ?? 0;
-      let hash = last?.hash ?? genesis;
+      let hash = last?.hash.toString('hex') ?? genesis;
       const firstPosition = position + 1;
       let version = actual;
       // The orchestrator gives every event of a command the same metadata object: encode it once.
@@ -145,7 +145,7 @@ export class SqliteEventStore implements EventStore {
         }
         const row = { position, streamId, streamVersion: version, eventId: e.eventId, type: e.type, schemaVersion: e.schemaVersion, data: jsonText(e.data), metadata };
         hash = chainHash(hash, row);
-        s.append.insert.run(position, streamId, version, e.eventId, e.type, e.schemaVersion, row.data, metadata, hash);
+        s.append.insert.run(position, streamId, version, e.eventId, e.type, e.schemaVersion, row.data, metadata, Buffer.from(hash, 'hex'));
       }
       const result = { firstPosition, lastPosition: position, nextExpectedVersion: version, duplicate: false };
       if (events.length === 0) return result;
@@ -155,7 +155,7 @@ export class SqliteEventStore implements EventStore {
       }
       if (options.snapshot) {
         const { format, state } = options.snapshot;
-        s.append.insertSnapshot.run(streamId, position, version, format, Buffer.from(sha256Hex(state), 'hex'), hash, state);
+        s.append.insertSnapshot.run(streamId, position, version, format, Buffer.from(sha256Hex(state), 'hex'), Buffer.from(hash, 'hex'), state);
       }
       return result;
     });
@@ -171,7 +171,27 @@ export class SqliteEventStore implements EventStore {
   }
 
   readSync(after: number, limit: number): StoredEvent[] {
-    return this.run('read', () => this.stmts.read.all(after, limit).map(toStored));
+    return this.run('read', () => {
+      // The events of one command share their metadata text: parse it once and share the (read-only) object.
+      let text = '';
+      let metadata = undefined as unknown as EventMetadata;
+      return this.stmts.read.all(after, limit).map((row): StoredEvent => {
+        if (row.metadata !== text) {
+          text = row.metadata;
+          metadata = JSON.parse(text) as EventMetadata;
+        }
+        return {
+          position: row.position,
+          streamId: row.stream_id,
+          streamVersion: row.stream_version,
+          eventId: row.event_id,
+          type: row.type,
+          schemaVersion: row.schema_version,
+          data: JSON.parse(row.data) as unknown,
+          metadata,
+        };
+      });
+    });
   }
 
   async readRecords(after: number, limit: number): Promise<EventRecord[]> {
@@ -272,19 +292,6 @@ function prepare(db: Database.Database, schemaVersion: number) {
   };
 }
 
-function toStored(row: EventRow): StoredEvent {
-  return {
-    position: row.position,
-    streamId: row.stream_id,
-    streamVersion: row.stream_version,
-    eventId: row.event_id,
-    type: row.type,
-    schemaVersion: row.schema_version,
-    data: JSON.parse(row.data) as unknown,
-    metadata: JSON.parse(row.metadata) as EventMetadata,
-  };
-}
-
 function toRecord(row: EventRow & { hash: Buffer | null }): EventRecord {
   return {
     position: row.position,
@@ -376,7 +383,7 @@ function initialise(db: Database.Database, logId: string): number {
 }
 
 /** Schema 1 -> 2: rebuilds the events table with the hash column, chaining the rows in position order. */
-function chainEventsFrom1(db: Database.Database, genesis: Buffer): void {
+function chainEventsFrom1(db: Database.Database, genesis: string): void {
   db.exec(eventsTable('events_v2'));
   const page = db.prepare<[number], EventRow>(`SELECT ${COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT 1000`);
   const insert = db.prepare(`INSERT INTO events_v2 (${COLUMNS}, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`);
@@ -386,7 +393,7 @@ function chainEventsFrom1(db: Database.Database, genesis: Buffer): void {
     const rows = page.all(after);
     for (const row of rows) {
       hash = chainHash(hash, toRecord({ ...row, hash: null }));
-      insert.run(row.position, row.stream_id, row.stream_version, row.event_id, row.type, row.schema_version, row.data, row.metadata, hash);
+      insert.run(row.position, row.stream_id, row.stream_version, row.event_id, row.type, row.schema_version, row.data, row.metadata, Buffer.from(hash, 'hex'));
       after = row.position;
     }
     if (rows.length < 1000) break;

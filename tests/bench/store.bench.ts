@@ -1,0 +1,277 @@
+/**
+ * Event store throughput (`pnpm bench store`), each figure against a baseline measured in the same run:
+ * - append: commands of 1, 10 and 100 events through SqliteEventStore.append (expected version, command
+ *   id, hash chain, WAL + synchronous=FULL) vs a raw better-sqlite3 loop inserting the same rows in
+ *   transactions of the same size into a plain table with the same durability;
+ * - replay: events/s folded into state by replay() vs a raw paged SELECT + JSON.parse of the same rows;
+ * - chain verification vs the same raw read;
+ * - the same append and replay workloads on @event-driven-io/emmett-sqlite 0.42.4, when its comparison
+ *   install exists (`pnpm --dir tests/bench/emmett install`; sqlite3 compiles from source, ~90 s).
+ */
+import { decide, evolve, initialState, toHex, type Command, type IommuEvent, type State } from '@iommu-orch/core';
+import { replay, snapshotOf, toDomainEvent } from '@iommu-orch/orchestrator';
+import { SqliteEventStore, verifyChain, type NewEvent } from '@iommu-orch/store';
+import Database from 'better-sqlite3';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { bootCommands } from '../support/arbitraries.js';
+import { measureTogether, report } from './harness.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'iommu-orch-bench-store-'));
+let files = 0;
+const fresh = (): string => join(dir, `b${files++}.sqlite`);
+const ROUNDS = 3;
+
+/** A command's worth of events shaped like the orchestrator's (TcesMapped payloads, shared metadata). */
+function command(size: number, first: number): NewEvent[] {
+  const metadata = { time: new Date(Date.UTC(2026, 0, 1) + first * 1000).toISOString(), commandId: `cmd-${first}`, commandType: 'mapPages' };
+  return Array.from({ length: size }, (_, k) => {
+    const i = first + k;
+    return {
+      eventId: `host:${i + 1}`,
+      type: 'TcesMapped',
+      schemaVersion: 2,
+      data: { domain: 1, iova: toHex(BigInt(i) << 12n), paddr: toHex(0x4000_0000n + (BigInt(i) << 12n)), pgsize: '0x1000', pgcount: 1, perm: 'rw' },
+      metadata,
+    };
+  });
+}
+
+// ---------------------------------------------------------------- append
+
+async function appendOurs(size: number, total: number): Promise<number> {
+  const store = SqliteEventStore.open(fresh());
+  for (let v = 0; v < total; v += size) {
+    await store.append('host', command(size, v), { expectedVersion: v, commandId: `cmd-${v}`, commandResult: { mapped: 4096 * size } });
+  }
+  await store.close();
+  return total;
+}
+
+const RAW_TABLE = `CREATE TABLE events (position INTEGER PRIMARY KEY, stream_id TEXT NOT NULL, stream_version INTEGER NOT NULL,
+  event_id TEXT NOT NULL, type TEXT NOT NULL, schema_version INTEGER NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL)`;
+
+function appendRaw(size: number, total: number): number {
+  const db = new Database(fresh());
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.exec(RAW_TABLE);
+  const insert = db.prepare('INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?)');
+  const txn = db.transaction((events: NewEvent[], first: number) => {
+    events.forEach((e, k) => insert.run(first + k, 'host', first + k, e.eventId, e.type, e.schemaVersion, JSON.stringify(e.data), JSON.stringify(e.metadata)));
+  });
+  for (let v = 0; v < total; v += size) txn(command(size, v), v + 1);
+  db.close();
+  return total;
+}
+
+// ---------------------------------------------------------------- emmett (optional)
+
+interface EmmettStore {
+  appendToStream(stream: string, events: { type: string; data: unknown; metadata?: unknown }[], options: { expectedStreamVersion: bigint }): Promise<{ nextExpectedStreamVersion: bigint }>;
+  aggregateStream<S>(stream: string, options: { evolve: (s: S, e: { type: string; data: unknown }) => S; initialState: () => S }): Promise<{ state: S }>;
+}
+interface EmmettConnection {
+  close(): void;
+  query(sql: string): Promise<unknown>;
+}
+interface Emmett {
+  sqliteConnection(options: { fileName: string }): EmmettConnection;
+  getSQLiteEventStore(options: { fileName: string; connectionOptions: { singleton: true; connection: EmmettConnection } }): EmmettStore;
+}
+
+function loadEmmett(): Emmett | string {
+  const require = createRequire(fileURLToPath(new URL('./emmett/package.json', import.meta.url)));
+  try {
+    return require('@event-driven-io/emmett-sqlite') as Emmett;
+  } catch (e) {
+    return (e as Error).message.split('\n')[0]!;
+  }
+}
+
+/**
+ * One reused connection (its default opens one per operation and hits SQLITE_BUSY); FULL sync is
+ * node-sqlite3's default. The connection fires `PRAGMA journal_mode = WAL` without awaiting it, and a
+ * first COMMIT racing that statement fails with "SQLITE_BUSY: cannot commit transaction - SQL
+ * statements in progress": an awaited query first lets it finish.
+ */
+async function withEmmett<T>(emmett: Emmett, file: string, fn: (store: EmmettStore) => Promise<T>): Promise<T> {
+  const connection = emmett.sqliteConnection({ fileName: file });
+  await connection.query('SELECT 1');
+  try {
+    return await fn(emmett.getSQLiteEventStore({ fileName: file, connectionOptions: { singleton: true, connection } }));
+  } finally {
+    connection.close();
+    // close() returns before node-sqlite3 has checkpointed and removed the WAL on its thread pool; that
+    // I/O would land in the next measurement (often ours), so wait for it.
+    for (let i = 0; i < 500 && existsSync(`${file}-wal`); i++) await sleep(10);
+  }
+}
+
+async function appendEmmett(emmett: Emmett, size: number, total: number): Promise<number> {
+  return withEmmett(emmett, fresh(), async (store) => {
+    let version = 0n;
+    for (let v = 0; v < total; v += size) {
+      const events = command(size, v).map((e) => ({ type: e.type, data: e.data, metadata: { ...e.metadata } }));
+      version = (await store.appendToStream('host-1', events, { expectedStreamVersion: version })).nextExpectedStreamVersion;
+    }
+    return total;
+  });
+}
+
+// ---------------------------------------------------------------- replay
+
+/**
+ * Two logs for replay. Lifecycle: VMs take devices in turn (unbind, claim, allocate, attach, 8 maps,
+ * 4 unmaps, detach, free, release, rebind): every kind of event, about half of them TCE writes.
+ * Map churn: maps and unmaps 1 MiB apart across one 2 GiB window, each landing on its own TCE leaf,
+ * the worst case for the copy-on-write tables (every event copies a 4 KiB leaf and two directory levels).
+ */
+function lifecycleCommands(cycles: number): Command[] {
+  const out: Command[] = [...bootCommands];
+  const devices = ['0000:01:00.0', '0000:01:00.1', '0001:01:00.0'];
+  for (let c = 0; c < cycles; c++) {
+    const bdf = devices[c % 3]!;
+    const context = `vm${c % 5}`;
+    const domain = c + 1;
+    const driven = bdf === '0001:01:00.0';
+    if (driven) out.push({ type: 'unbindDriver', bdf });
+    out.push({ type: 'claimDevice', context, bdf }, { type: 'allocPagingDomain', context, bdf, pageShift: 12 }, { type: 'attachDevice', context, domain, bdf });
+    for (let m = 0; m < 8; m++) {
+      out.push({ type: 'mapPages', context, domain, iova: BigInt(m) << 24n, paddr: 0x4000_0000n, pgsize: 0x1000n, pgcount: 1 + ((c + m) % 16), prot: { read: true, write: m % 2 === 0 } });
+    }
+    for (let m = 0; m < 4; m++) out.push({ type: 'unmapPages', context, domain, iova: BigInt(m) << 24n, pgsize: 0x1000n, pgcount: 16 });
+    out.push({ type: 'detachDevice', context, bdf }, { type: 'freeDomain', context, domain }, { type: 'releaseDevice', context, bdf });
+    if (driven) out.push({ type: 'bindDriver', bdf, driver: 'tg3' });
+  }
+  return out;
+}
+
+function mapChurnCommands(count: number): Command[] {
+  const out: Command[] = [
+    ...bootCommands,
+    { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.0' },
+    { type: 'allocPagingDomain', context: 'vm1', bdf: '0000:01:00.0', pageShift: 12 },
+    { type: 'attachDevice', context: 'vm1', domain: 1, bdf: '0000:01:00.0' },
+  ];
+  const mapped = new Set<number>();
+  for (let i = 0; i < count; i++) {
+    const slot = (i * 7919) % 2048;
+    const where = { context: 'vm1', domain: 1, iova: BigInt(slot) << 20n, pgsize: 0x1000n, pgcount: 1 + (i % 16) } as const;
+    if (mapped.delete(slot)) out.push({ type: 'unmapPages', ...where });
+    else {
+      mapped.add(slot);
+      out.push({ type: 'mapPages', ...where, paddr: 0x4000_0000n, prot: { read: true, write: true } });
+    }
+  }
+  return out;
+}
+
+/** The events the commands produce, decided in memory, as the orchestrator would append them. */
+function eventsOf(commands: readonly Command[]): NewEvent[] {
+  let state: State = initialState;
+  const out: NewEvent[] = [];
+  commands.forEach((c, i) => {
+    const d = decide(state, c);
+    if (!d.ok) throw new Error(`workload command ${i} (${c.type}) refused: ${d.error.message}`);
+    const metadata = { time: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(), commandId: `cmd-${i}`, commandType: c.type };
+    for (const e of d.events) out.push({ eventId: `host:${out.length + 1}`, type: e.type, schemaVersion: 2, data: e.data, metadata });
+    state = d.state;
+  });
+  return out;
+}
+
+function rawRead(file: string): number {
+  const db = new Database(file, { readonly: true });
+  const page = db.prepare<[number], { position: number; data: string; metadata: string }>('SELECT position, data, metadata FROM events WHERE position > ? ORDER BY position LIMIT 1000');
+  let n = 0;
+  for (let after = 0; ; ) {
+    const rows = page.all(after);
+    for (const r of rows) {
+      JSON.parse(r.data);
+      JSON.parse(r.metadata);
+      n++;
+    }
+    if (rows.length < 1000) break;
+    after = rows[rows.length - 1]!.position;
+  }
+  db.close();
+  return n;
+}
+
+// ---------------------------------------------------------------- run
+
+const results: boolean[] = [];
+const line = (ok: boolean): void => void results.push(ok);
+const emmett = loadEmmett();
+if (typeof emmett === 'string') console.log(`emmett-sqlite: not installed (${emmett}); run \`pnpm --dir tests/bench/emmett install\` to compare`);
+
+console.log('append (WAL, synchronous=FULL; events/s)');
+for (const [size, total] of [[1, 2000], [10, 10000], [100, 40000]] as const) {
+  const runs = [() => appendOurs(size, total), () => appendRaw(size, total)];
+  if (typeof emmett !== 'string') runs.push(() => appendEmmett(emmett, size, total));
+  const [ours, raw, theirs] = await measureTogether(runs, ROUNDS);
+  line(report(`  ${size} event(s)/command: store vs raw insert loop`, ours!, raw!, { atLeast: 0.5 }, 'ev/s'));
+  if (theirs) line(report(`  ${size} event(s)/command: store vs emmett-sqlite`, ours!, theirs, { atLeast: 1 }, 'ev/s'));
+}
+
+const fold = (state: State, e: { type: string; data: unknown }): State => evolve(state, e as IommuEvent);
+for (const [name, commands] of [['VM lifecycle', lifecycleCommands(1500)], ['map churn', mapChurnCommands(20000)]] as const) {
+  const events = eventsOf(commands);
+  const logFile = fresh();
+  const store = SqliteEventStore.open(logFile);
+  // Appended 1000 at a time, each batch with a snapshot of the state after it, as snapshotEvery: 1000 does.
+  let folded = initialState;
+  for (let i = 0; i < events.length; i += 1000) {
+    const batch = events.slice(i, i + 1000);
+    folded = batch.reduce((st, e) => evolve(st, e as unknown as IommuEvent), folded);
+    await store.append('host', batch, { expectedVersion: i, snapshot: snapshotOf(folded) });
+  }
+  const domainEvents = (await store.read(0, 1e6)).map(toDomainEvent);
+  const runs = [
+    () => rawRead(logFile),
+    async () => (await replay(store, { snapshots: false })).state.version,
+    async () => {
+      const r = await verifyChain(store);
+      return r.ok ? r.count : 0;
+    },
+    // The two halves of replay: the store's read path (pages, JSON.parse, upcast) and the fold alone.
+    async () => {
+      let n = 0;
+      for (let page = await store.read(0, 1000); page.length > 0; page = await store.read(page[page.length - 1]!.position, 1000)) {
+        for (const e of page) toDomainEvent(e);
+        n += page.length;
+      }
+      return n;
+    },
+    () => domainEvents.reduce(evolve, initialState).version,
+    // What opening the log costs in practice: the newest snapshot plus the tail (counted as the whole log).
+    async () => (await replay(store)).state.version,
+  ];
+  if (typeof emmett !== 'string') {
+    const emmettFile = fresh();
+    await withEmmett(emmett, emmettFile, async (s) => {
+      for (let i = 0; i < events.length; i += 1000) {
+        const batch = events.slice(i, i + 1000).map((e) => ({ type: e.type, data: e.data, metadata: { ...e.metadata } }));
+        await s.appendToStream('host-1', batch, { expectedStreamVersion: BigInt(i) });
+      }
+    });
+    runs.push(() => withEmmett(emmett, emmettFile, async (s) => (await s.aggregateStream<State>('host-1', { evolve: fold, initialState: () => initialState })).state.version));
+  }
+  console.log(`replay, ${name} (${events.length} events; events/s)`);
+  const [raw, full, verified, readPath, foldOnly, fromSnapshot, theirs] = await measureTogether(runs, ROUNDS);
+  line(report('  replay into state vs raw SELECT + JSON.parse', full!, raw!, { atLeast: 0.5 }, 'ev/s'));
+  line(report('    of which the store read path (read, parse, upcast) vs raw', readPath!, raw!, { atLeast: 0.5 }, 'ev/s'));
+  console.log(`    of which the fold alone (core evolve, no I/O): ${Math.round(foldOnly!.perSecond / 1000)}k ev/s = ${(foldOnly!.perSecond / raw!.perSecond).toFixed(2)}x raw`);
+  console.log(`  replay from the newest snapshot (one per 1000 events): the whole log at ${Math.round(fromSnapshot!.perSecond / 1000)}k ev/s = ${(fromSnapshot!.perSecond / raw!.perSecond).toFixed(2)}x raw`);
+  line(report('  hash chain verification vs raw SELECT + JSON.parse', verified!, raw!, { atLeast: 0.25 }, 'ev/s'));
+  if (theirs) line(report('  replay into state: store vs emmett-sqlite aggregateStream', full!, theirs, { atLeast: 1 }, 'ev/s'));
+  await store.close();
+}
+
+rmSync(dir, { recursive: true, force: true });
+console.log(`${results.filter(Boolean).length}/${results.length} targets met`);
