@@ -4,8 +4,10 @@ import { fail, IommuError } from './errors.js';
 import type { IommuEvent } from './events.js';
 import { claimDevice, releaseDevice } from './group.js';
 import { normalizeBdf } from './pci.js';
+import { disableSlot, enableSlot, registerSlot, unregisterSlot } from './slot.js';
+import { setNumVfs } from './sriov.js';
 import type { State } from './state.js';
-import { addDevice, addPhb, bindDriver, removeDevice, unbindDriver } from './topology.js';
+import { addDevice, addPhb, bindDriver, removeDevice, requestRemoval, unbindDriver } from './topology.js';
 import { Tx } from './tx.js';
 import { toHex } from './u64.js';
 
@@ -42,6 +44,26 @@ function run(tx: Tx, c: Command): Output {
     case 'removeDevice':
       removeDevice(tx, bdf(c.bdf), c.surprise ?? false);
       return {};
+    case 'requestRemoval':
+      return { requested: requestRemoval(tx, bdf(c.bdf)) };
+    case 'setNumVfs': {
+      setNumVfs(tx, bdf(c.bdf), c.numVfs, c.vfDriver);
+      const vfs = tx.state.devices[bdf(c.bdf)]!.sriov!.vfs;
+      return { numVfs: vfs.length, vfs: vfs.join(' ') };
+    }
+    case 'registerSlot':
+      return { slot: c.slot, state: registerSlot(tx, c.slot, c.phb, c.bus) };
+    case 'enableSlot': {
+      const added = enableSlot(tx, c.slot, c.devices ?? []);
+      return { state: tx.state.slots[c.slot]!.state, added };
+    }
+    case 'disableSlot': {
+      const removed = disableSlot(tx, c.slot, c.surprise ?? false);
+      return { state: tx.state.slots[c.slot]!.state, removed };
+    }
+    case 'unregisterSlot':
+      unregisterSlot(tx, c.slot);
+      return { state: tx.state.slots[c.slot]!.state };
     case 'bindDriver':
       bindDriver(tx, bdf(c.bdf), c.driver);
       return {};

@@ -1,6 +1,7 @@
 import type { PagingDomainEvent } from './domain.js';
 import type { GroupEvent } from './group.js';
 import type { PeEvent } from './pe.js';
+import type { SlotEvent } from './slot.js';
 import type { TopologyEvent } from './topology.js';
 import type { WindowEvent } from './window.js';
 
@@ -8,7 +9,7 @@ import type { WindowEvent } from './window.js';
  * Every fact the log can hold. Event data is plain JSON (u64 values as hex strings) so that what is
  * stored is exactly what is folded on replay.
  */
-export type IommuEvent = TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent;
+export type IommuEvent = TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent | SlotEvent;
 export type IommuEventType = IommuEvent['type'];
 
 /** Schema version of the event payloads written by this code. */
@@ -21,6 +22,7 @@ const TYPES: Record<IommuEventType, true> = {
   GroupCreated: true, GroupRemoved: true, DmaOwnerClaimed: true, DmaOwnerReleased: true,
   PagingDomainAllocated: true, PagingDomainFreed: true, DeviceAttached: true, DeviceDetached: true,
   TcesMapped: true, TcesCleared: true,
+  RemovalRequested: true, SlotRegistered: true, SlotStateChanged: true,
 };
 export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];
 
