@@ -12,6 +12,7 @@ export {
   formatBdf, isBridgeClass, normalizeBdf, parseBdf, PHB_PAGE_SHIFTS, PLATFORM_GENERATIONS,
   type Bdf, type PciAddress, type PhbGeneration, type Platform,
 } from './pci.js';
+export { slotDevices } from './slot.js';
 export { initialState } from './state.js';
 export type {
   Device, DomainRef, Group, PagingDomain, Pe, PeId, Phb, Slot, SlotState, Sriov, State, TableGroup, TableRef, Window,

@@ -55,7 +55,8 @@ export function renderStep(r: StepResult): string {
   const n = String(r.index).padStart(3);
   const verdict = r.ok ? `ok ${formatOutput(r.output ?? {})}`.trimEnd() : `${r.error!.code}: ${r.error!.message}`;
   const exp = r.expectationMet === false ? `   <-- expected ${expectText(r.expected)}` : '';
-  return `${n} ${r.type.padEnd(18)} ${verdict}${exp}`;
+  const broken = (r.violations ?? []).map((v) => `\n      INVARIANT ${v.rule} broken after event ${v.event + 1}: ${v.detail}`);
+  return `${n} ${r.type.padEnd(18)} ${verdict}${exp}${broken.join('')}`;
 }
 
 function expectText(e: StepResult['expected']): string {
