@@ -12,7 +12,14 @@ import { Tx } from './tx.js';
 import { toHex } from './u64.js';
 
 export type Decision =
-  | { readonly ok: true; readonly events: readonly IommuEvent[]; readonly output: Output; readonly state: State }
+  | {
+      readonly ok: true;
+      readonly events: readonly IommuEvent[];
+      readonly output: Output;
+      readonly state: State;
+      /** The state after each event (the last one is `state`). */
+      readonly states: readonly State[];
+    }
   | { readonly ok: false; readonly error: IommuError };
 
 /**
@@ -24,7 +31,7 @@ export function decide(state: State, command: Command): Decision {
   const tx = new Tx(state);
   try {
     const output = run(tx, command);
-    return { ok: true, events: tx.events, output, state: tx.state };
+    return { ok: true, events: tx.events, output, state: tx.state, states: tx.states };
   } catch (e) {
     if (IommuError.is(e)) return { ok: false, error: e };
     throw e;

@@ -155,7 +155,8 @@ export function tceValidFrom(table: TceTable, from: number): boolean {
     const span = 2 ** (FANOUT_SHIFT * level);
     const dir = node as Dir;
     for (let slot = Math.max(0, Math.floor((from - base) / span)); slot < FANOUT; slot++) {
-      if (visit(dir[slot], level - 1, base + slot * span)) return true;
+      const child = dir[slot];
+      if (child !== undefined && visit(child, level - 1, base + slot * span)) return true;
     }
     return false;
   };

@@ -25,21 +25,30 @@ export interface ApplyOptions {
 }
 
 /**
- * decide, then fold the events one by one, checking the invariants after each: the one pure step the
- * orchestrator, the stress runner and its shrinker share. With no check and no fault the decision's own
- * state is used, which is the fold of the same events.
+ * decide, then check the invariants after each of its events: the one pure step the orchestrator, the
+ * stress runner and its shrinker share. A fault rewrites the events, which are then folded again.
  */
 export function applyCommand(state: State, command: Command, options: ApplyOptions): Applied {
   const d = decide(state, command);
   if (!d.ok) return { ok: false, error: d.error };
   const events = options.fault ? options.fault.rewrite(command, d.events) : d.events;
   if (!options.check && events === d.events) return { ok: true, events, output: d.output, state: d.state, violations: [] };
-  let s = state;
+  // The decision folded each event already; only rewritten events need folding again.
+  const states = events === d.events ? d.states : foldEach(state, events);
   const violations: EventViolation[] = [];
-  for (const [i, e] of events.entries()) {
-    const next = evolve(s, e);
-    if (options.check) for (const v of invariantsAfter(s, next)) violations.push({ ...v, event: i });
-    s = next;
+  if (options.check) {
+    let prev = state;
+    for (const [i, next] of states.entries()) {
+      for (const v of invariantsAfter(prev, next)) violations.push({ ...v, event: i });
+      prev = next;
+    }
   }
-  return { ok: true, events, output: d.output, state: s, violations };
+  return { ok: true, events, output: d.output, state: states[states.length - 1] ?? state, violations };
+}
+
+function foldEach(state: State, events: readonly IommuEvent[]): State[] {
+  const out: State[] = [];
+  let s = state;
+  for (const e of events) out.push((s = evolve(s, e)));
+  return out;
 }

@@ -29,7 +29,8 @@ const prot = z.union([
   z.strictObject({ read: z.boolean(), write: z.boolean() }),
 ]);
 
-const deviceFields = {
+/** The fields of one PCI function (addDevice, a slot's card, a stress topology). */
+export const deviceFields = {
   bdf,
   vendor: pciId,
   device: pciId,
