@@ -110,8 +110,17 @@ export function invariantsAfter(before: State, after: State): Violation[] {
 function changedKeys<V>(a: Readonly<Record<string, V>>, b: Readonly<Record<string, V>>): string[] {
   if (a === b) return [];
   const out: string[] = [];
-  for (const k in b) if (a[k] !== b[k]) out.push(k);
-  for (const k in a) if (!(k in b)) out.push(k);
+  let common = 0;
+  for (const k in b) {
+    const old = a[k];
+    if (old === undefined) out.push(k);
+    else {
+      common++;
+      if (old !== b[k]) out.push(k);
+    }
+  }
+  // Only look for removed keys when `a` has some `b` lacks.
+  if (Object.keys(a).length !== common) for (const k in a) if (b[k] === undefined) out.push(k);
   return out;
 }
 

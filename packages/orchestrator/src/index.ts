@@ -19,3 +19,7 @@ export { answerRemovalRequests, answerRequestsUntil, pendingRequests, releaseGro
 export {
   isWait, runSaga, WAIT, type RunSagaOptions, type Saga, type SagaResult, type SagaStep, type StepOutcome, type View,
 } from './sagas/saga.js';
+export { Prng } from './stress/prng.js';
+export { runStress, type StressOptions, type StressReport, type StressViolation } from './stress/runner.js';
+export { commandJson, failsAt, reproScenario, shrink, type ShrinkOptions } from './stress/shrink.js';
+export { bootCommands, defaultTopologyPath, loadTopology, stressTopologySchema, type StressTopology } from './stress/topology.js';

@@ -71,6 +71,8 @@ export interface StressReport {
 export async function runStress(o: StressOptions): Promise<StressReport> {
   const check = o.check ?? true;
   const started = performance.now();
+  const boot = bootCommands(o.topology);
+  requireBootable(o.topology.name, boot);
   let store = SqliteEventStore.open(o.db);
   const head = await store.head();
   if (head > 0) {
@@ -115,11 +117,7 @@ export async function runStress(o: StressOptions): Promise<StressReport> {
   };
 
   try {
-    for (const c of bootCommands(o.topology)) {
-      const r = exec(c);
-      if (!r.ok) throw new InputError(`topology ${o.topology.name}: ${c.type} ${'bdf' in c ? c.bdf : ''} refused with ${r.code}`);
-    }
-    const boot = history.length;
+    for (const c of boot) exec(c);
     accepted = 0;
     if (check) fullCheck(state);
     const world: World = {
@@ -160,12 +158,22 @@ export async function runStress(o: StressOptions): Promise<StressReport> {
     o.progress?.(op, o.ops);
     const digest = await logDigest(store);
     return {
-      seed: o.seed, ops: op, actors: o.actors, events, boot, accepted, rejected, sagas, violations, crashes,
+      seed: o.seed, ops: op, actors: o.actors, events, boot: boot.length, accepted, rejected, sagas, violations, crashes,
       elapsedMs: performance.now() - started, logDigest: digest, history, state,
     };
   } finally {
     writer.flush();
     await store.close();
+  }
+}
+
+/** A topology the model refuses is bad input: found before anything is written. */
+function requireBootable(name: string, boot: readonly Command[]): void {
+  let s = initialState;
+  for (const c of boot) {
+    const a = applyCommand(s, c, { check: false });
+    if (!a.ok) throw new InputError(`topology ${name}: ${c.type} ${'bdf' in c ? c.bdf : 'slot' in c ? c.slot : ''} refused: ${a.error.code} ${a.error.message}`);
+    s = a.state;
   }
 }
 
