@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { canonicalJson, type Json } from '@iommu-orch/core';
-import { Option, type Command } from 'commander';
+import type { Command } from 'commander';
 import { InputError } from '../command-schema.js';
 import { fault, type Fault, type FaultName } from '../faults.js';
 import { runStress, type StressReport, type StressViolation } from '../stress/runner.js';
@@ -24,7 +24,6 @@ export function registerStress(program: Command, ctx: CliContext): void {
     .option('--topology <file>', 'host topology (docs/stress.md); default: a POWER9 host with a ConnectX-5')
     .option('--repro <file>', 'where to write the reproduction scenario on a violation (default: <db>.repro.json)')
     .addOption(faultOption())
-    .addOption(new Option('--no-check', 'test only: skip the invariant checks (the benchmark baseline)').hideHelp())
     .action(async (opts: StressCliOptions) => {
       ctx.setExitCode(await stressHotplug(ctx.io, opts));
     });
@@ -40,7 +39,6 @@ interface StressCliOptions {
   topology?: string;
   repro?: string;
   fault?: string;
-  check: boolean;
 }
 
 async function stressHotplug(io: Io, opts: StressCliOptions): Promise<number> {
@@ -52,7 +50,7 @@ async function stressHotplug(io: Io, opts: StressCliOptions): Promise<number> {
   const injected = opts.fault === undefined ? undefined : fault(opts.fault as FaultName);
   const bar = io.status ? progressBar(io.status) : undefined;
   const report = await runStress({
-    seed, ops, actors, db: opts.db, topology, crashEvery, check: opts.check, fault: injected, ...(bar ? { progress: bar } : {}),
+    seed, ops, actors, db: opts.db, topology, crashEvery, fault: injected, ...(bar ? { progress: bar } : {}),
   });
   io.status?.('');
   const repro = report.violations.length > 0 ? writeRepro(report, opts, injected) : undefined;
