@@ -111,6 +111,13 @@ describe('iommu-orch stress hotplug', () => {
     expect(text.out).toContain(`sha256 ${s.logSha256}`);
   });
 
+  it('keeps the test-only fault switch out of --help', async () => {
+    const help = await cli('stress', 'hotplug', '--help');
+    expect(help.out).toMatch(/--crash-every <m>/);
+    expect(help.out).not.toMatch(/--fault/);
+    expect((await cli('run', '--help')).out).not.toMatch(/--fault/);
+  });
+
   it('draws a progress bar only where the io has a terminal status line', async () => {
     const { main } = await import('@iommu-orch/orchestrator');
     const status: string[] = [];

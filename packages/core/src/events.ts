@@ -12,8 +12,12 @@ import type { WindowEvent } from './window.js';
 export type IommuEvent = TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent | SlotEvent;
 export type IommuEventType = IommuEvent['type'];
 
-/** Schema version of the event payloads written by this code. */
-export const EVENT_SCHEMA_VERSION = 1;
+/**
+ * Schema version of the event payloads written by this code. 2: DeviceAdded may carry `pf` and
+ * `sriov`, PeCreated `vf` (SR-IOV); a build reading up to 1 would fold those events without them and
+ * build another state, so it must refuse them. Events of version 1 read the same as before.
+ */
+export const EVENT_SCHEMA_VERSION = 2;
 
 const TYPES: Record<IommuEventType, true> = {
   PhbAdded: true, DeviceAdded: true, DeviceRemoved: true, DriverBound: true, DriverUnbound: true,
