@@ -133,19 +133,23 @@ async function appendEmmett(emmett: Emmett, size: number, total: number): Promis
  */
 function lifecycleCommands(cycles: number): Command[] {
   const out: Command[] = [...bootCommands];
-  const devices = ['0000:01:00.0', '0000:01:00.1', '0001:01:00.0'];
+  // The groups of the boot topology: a group is claimed whole (both NVMe functions share one).
+  const groups = [['0000:01:00.0', '0000:01:00.1'], ['0001:01:00.0']];
   for (let c = 0; c < cycles; c++) {
-    const bdf = devices[c % 3]!;
+    const devices = groups[c % 2]!;
+    const bdf = devices[0]!;
     const context = `vm${c % 5}`;
     const domain = c + 1;
     const driven = bdf === '0001:01:00.0';
     if (driven) out.push({ type: 'unbindDriver', bdf });
-    out.push({ type: 'claimDevice', context, bdf }, { type: 'allocPagingDomain', context, bdf, pageShift: 12 }, { type: 'attachDevice', context, domain, bdf });
+    for (const d of devices) out.push({ type: 'claimDevice', context, bdf: d });
+    out.push({ type: 'allocPagingDomain', context, bdf, pageShift: 12 }, { type: 'attachDevice', context, domain, bdf });
     for (let m = 0; m < 8; m++) {
       out.push({ type: 'mapPages', context, domain, iova: BigInt(m) << 24n, paddr: 0x4000_0000n, pgsize: 0x1000n, pgcount: 1 + ((c + m) % 16), prot: { read: true, write: m % 2 === 0 } });
     }
     for (let m = 0; m < 4; m++) out.push({ type: 'unmapPages', context, domain, iova: BigInt(m) << 24n, pgsize: 0x1000n, pgcount: 16 });
-    out.push({ type: 'detachDevice', context, bdf }, { type: 'freeDomain', context, domain }, { type: 'releaseDevice', context, bdf });
+    out.push({ type: 'detachDevice', context, bdf }, { type: 'freeDomain', context, domain });
+    for (const d of devices) out.push({ type: 'releaseDevice', context, bdf: d });
     if (driven) out.push({ type: 'bindDriver', bdf, driver: 'tg3' });
   }
   return out;
@@ -155,6 +159,7 @@ function mapChurnCommands(count: number): Command[] {
   const out: Command[] = [
     ...bootCommands,
     { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.0' },
+    { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.1' },
     { type: 'allocPagingDomain', context: 'vm1', bdf: '0000:01:00.0', pageShift: 12 },
     { type: 'attachDevice', context: 'vm1', domain: 1, bdf: '0000:01:00.0' },
   ];

@@ -4,6 +4,7 @@ import {
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { bootCommands, commandsArb } from '../support/arbitraries.js';
+import { apply } from '../support/fixtures.js';
 
 function run(state: State, commands: readonly Command[]): State {
   let s = state;
@@ -69,13 +70,13 @@ describe('snapshot codec (generic over the state shape)', () => {
   });
 
   it('keeps the radix levels of a TCE table sparse: size follows what is mapped, not the window', () => {
-    const state = run(run(initialState, bootCommands), [
-      { type: 'unbindDriver', bdf: '0000:01:00.0' },
+    const state = apply(apply(initialState, ...bootCommands), ...[
       { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.0' },
+      { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.1' },
       { type: 'allocPagingDomain', context: 'vm1', bdf: '0000:01:00.0', pageShift: 12 },
       { type: 'attachDevice', context: 'vm1', domain: 1, bdf: '0000:01:00.0' },
       { type: 'mapPages', context: 'vm1', domain: 1, iova: 0x7000_0000n, paddr: 0x4000_0000n, pgsize: 0x1000n, pgcount: 3, prot: { read: true, write: true } },
-    ]);
+    ] satisfies Command[]);
     const text = encodeState(state);
     // A 2 GiB window of 4 KiB pages has 512 Ki entries; three are mapped.
     expect(text.length).toBeLessThan(8000);

@@ -20,6 +20,7 @@ async function snapshottedLog(): Promise<{ file: string; head: number; live: str
   const orch = await Orchestrator.open(store, { clock: logicalClock(), snapshotEvery: 5 });
   for (const c of bootCommands) await orch.executeOrThrow(c);
   await orch.executeOrThrow({ type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.0' });
+  await orch.executeOrThrow({ type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.1' });
   await orch.executeOrThrow({ type: 'allocPagingDomain', context: 'vm1', bdf: '0000:01:00.0', pageShift: 12 });
   await orch.executeOrThrow({ type: 'attachDevice', context: 'vm1', domain: 1, bdf: '0000:01:00.0' });
   for (let i = 0; i < 12; i++) {

@@ -5,14 +5,16 @@ import { bootCommands, commandsArb } from './arbitraries.js';
 
 /**
  * What a log-writer child executes, computed from a seed so that the parent can compute the same list
- * (and the log an uninterrupted run writes): the boot commands, a device claimed by vm1 with paging
+ * (and the log an uninterrupted run writes): the boot commands, a group claimed by vm1 with paging
  * domain 1 attached, then `count` maps and unmaps in that domain (mostly accepted, so most commands
  * commit), with a random command sequence mixed in every 50.
  */
 export function writerCommands(seed: number, count: number): Command[] {
   const out: Command[] = [
     ...bootCommands,
+    // Both functions: a group is assigned whole.
     { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.0' },
+    { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.1' },
     { type: 'allocPagingDomain', context: 'vm1', bdf: '0000:01:00.0', pageShift: 12 },
     { type: 'attachDevice', context: 'vm1', domain: 1, bdf: '0000:01:00.0' },
   ];

@@ -1,6 +1,7 @@
 import { fail } from './errors.js';
-import { requireGroupOf } from './group.js';
+import { requireGroupOf, requireWholeGroup } from './group.js';
 import type { Bdf } from './pci.js';
+import { unmapAll } from './pinning.js';
 import { drop, put, without, type Group, type PagingDomain, type State } from './state.js';
 import {
   TCE_PCI_READ, TCE_PCI_WRITE, TCE_PERM_MASK, tceClearRange, tceGet, tcePermBits, tcePermName, tceTableCreate, tceWriteRange,
@@ -100,6 +101,7 @@ export function freeDomain(tx: Tx, context: string, id: number): void {
   const d = requireDomain(tx.state, context, id);
   const group = tx.state.groups[d.group];
   if (group?.domain.type === 'paging' && group.domain.id === id) fail('EBUSY', `domain ${id} is attached to group ${group.id}`);
+  unmapAll(tx, id);
   tx.emit({ type: 'PagingDomainFreed', data: { domain: id, reason: 'user' } });
 }
 
@@ -123,6 +125,7 @@ export function attachDevice(tx: Tx, context: string, id: number, bdf: Bdf): voi
     fail('EINVAL', `group ${group.id} is attached to domain ${group.domain.id}; every device of a group shares one domain`);
   }
   if (group.domain.type === 'blocked') {
+    requireWholeGroup(group, context);
     const pe = tx.state.pes[group.pe]!;
     if (pe.windows[d.slot]) fail('EBUSY', `${pe.id} window slot ${d.slot} is in use`);
     tx.emit({

@@ -2,6 +2,8 @@ import { evolveDomain } from './domain.js';
 import type { IommuEvent } from './events.js';
 import { evolveGroup } from './group.js';
 import { evolvePe } from './pe.js';
+import { evolvePinned } from './pinning.js';
+import { evolveSlot } from './slot.js';
 import type { State } from './state.js';
 import { evolveTopology } from './topology.js';
 import { evolveWindow } from './window.js';
@@ -19,6 +21,7 @@ function route(state: State, event: IommuEvent): State {
     case 'DeviceRemoved':
     case 'DriverBound':
     case 'DriverUnbound':
+    case 'RemovalRequested':
       return evolveTopology(state, event);
     case 'PeCreated':
     case 'PeReleased':
@@ -36,9 +39,13 @@ function route(state: State, event: IommuEvent): State {
     case 'PagingDomainFreed':
     case 'DeviceAttached':
     case 'DeviceDetached':
+      return evolveDomain(state, event);
     case 'TcesMapped':
     case 'TcesCleared':
-      return evolveDomain(state, event);
+      return evolvePinned(state, evolveDomain(state, event), event.data.domain);
+    case 'SlotRegistered':
+    case 'SlotStateChanged':
+      return evolveSlot(state, event);
   }
 }
 

@@ -1,10 +1,11 @@
-import {
-  canonicalJson, decide, encodeValue, EVENT_SCHEMA_VERSION, evolve, IommuError, type Command, type Json, type Output, type State,
-} from '@iommu-orch/core';
-import { readAll, WrongExpectedVersionError, type CommandRecord, type EventStore, type NewEvent, type StoredEvent } from '@iommu-orch/store';
+import { canonicalJson, encodeValue, evolve, IommuError, type Command, type Json, type Output, type State } from '@iommu-orch/core';
+import { readAll, WrongExpectedVersionError, type CommandRecord, type EventStore, type StoredEvent } from '@iommu-orch/store';
 import { Observable, Subject } from 'rxjs';
+import { applyCommand, type EventViolation } from './apply-command.js';
 import { systemClock, type Clock } from './clock.js';
 import { InputError, parseCommand } from './command-schema.js';
+import { eventBatch } from './event-batch.js';
+import type { Fault } from './faults.js';
 import { HOST_STREAM, replay, toDomainEvent } from './replay.js';
 import { snapshotOf } from './snapshots.js';
 import { subscribeFrom, type SubscribeOptions } from './subscription.js';
@@ -15,6 +16,8 @@ export type ExecuteResult =
       readonly command: Command;
       readonly output: Output;
       readonly events: readonly StoredEvent[];
+      /** Invariants the command's events broke, each after the event that broke it (empty when sound). */
+      readonly violations: readonly EventViolation[];
       /** Set when the command id had been executed before: nothing was appended, this is the original result. */
       readonly duplicate?: true;
     }
@@ -25,6 +28,10 @@ export interface OrchestratorOptions {
   readonly clock?: Clock;
   /** Re-decide on fresh state this many times when another writer got in first. */
   readonly maxConflictRetries?: number;
+  /** Check the invariants after every event (default true); results report what broke. */
+  readonly checkInvariants?: boolean;
+  /** A test-only fault (faults.ts); never set outside tests and the hidden --fault flag. */
+  readonly fault?: Fault;
   /** Store a snapshot of the state each time the stream's version crosses a multiple of this (0: never). */
   readonly snapshotEvery?: number;
 }
@@ -33,6 +40,7 @@ export interface OrchestratorOptions {
 interface CommandResult {
   readonly command: Json;
   readonly output: Output;
+  readonly violations: readonly EventViolation[];
 }
 
 /**
@@ -56,14 +64,16 @@ export class Orchestrator {
     private readonly streamId: string,
     private readonly clock: Clock,
     private readonly maxRetries: number,
+    private readonly check: { readonly check: boolean; readonly fault: Fault | undefined },
     private readonly snapshotEvery: number,
   ) {}
 
   static async open(store: EventStore, options: OrchestratorOptions = {}): Promise<Orchestrator> {
     const streamId = options.streamId ?? HOST_STREAM;
     const { state, position } = await replay(store, { streamId });
+    const check = { check: options.checkInvariants ?? true, fault: options.fault };
     return new Orchestrator(
-      store, state, position, streamId, options.clock ?? systemClock, options.maxConflictRetries ?? 16, options.snapshotEvery ?? 1000,
+      store, state, position, streamId, options.clock ?? systemClock, options.maxConflictRetries ?? 16, check, options.snapshotEvery ?? 1000,
     );
   }
 
@@ -100,22 +110,14 @@ export class Orchestrator {
       if (prior) return this.original(command, prior);
     }
     for (let attempt = 0; ; attempt++) {
-      const decision = decide(this.current, command);
+      const decision = applyCommand(this.current, command, this.check);
       if (!decision.ok) return { ok: false, command, error: decision.error };
-      if (decision.events.length === 0) return { ok: true, command, output: decision.output, events: [] };
+      if (decision.events.length === 0) return { ok: true, command, output: decision.output, events: [], violations: [] };
       const version = this.current.version;
-      const next = decision.state.version;
-      const meta = { time: this.clock.now(), commandId: commandId ?? `${this.streamId}:${version + 1}`, commandType: command.type };
-      const batch: NewEvent[] = decision.events.map((e, i) => ({
-        eventId: `${this.streamId}:${version + 1 + i}`,
-        type: e.type,
-        schemaVersion: EVENT_SCHEMA_VERSION,
-        data: e.data,
-        metadata: meta,
-      }));
+      const batch = eventBatch(this.streamId, version, decision.events, { time: this.clock.now(), commandType: command.type, commandId });
       const every = this.snapshotEvery;
-      const snapshot = every > 0 && Math.floor(next / every) > Math.floor(version / every) ? snapshotOf(decision.state) : undefined;
-      const result: CommandResult = { command: encodeValue(command), output: decision.output };
+      const snapshot = every > 0 && Math.floor(decision.state.version / every) > Math.floor(version / every) ? snapshotOf(decision.state) : undefined;
+      const result: CommandResult = { command: encodeValue(command), output: decision.output, violations: decision.violations };
       try {
         const appended = await this.store.append(this.streamId, batch, {
           expectedVersion: version,
@@ -132,7 +134,7 @@ export class Orchestrator {
           ...e, position: appended.firstPosition + i, streamId: this.streamId, streamVersion: version + 1 + i,
         }));
         for (const e of stored) this.committed.next(e);
-        return { ok: true, command, output: decision.output, events: stored };
+        return { ok: true, command, output: decision.output, events: stored, violations: decision.violations };
       } catch (e) {
         if (!WrongExpectedVersionError.is(e) || attempt >= this.maxRetries) throw e;
         await this.catchUp();
@@ -148,7 +150,7 @@ export class Orchestrator {
     }
     await this.catchUp();
     const events = await this.store.read(prior.firstPosition - 1, prior.lastPosition - prior.firstPosition + 1);
-    return { ok: true, command, output: recorded.output, events, duplicate: true };
+    return { ok: true, command, output: recorded.output, events, violations: recorded.violations, duplicate: true };
   }
 
   /** Folds in events other writers appended since our last position. */
