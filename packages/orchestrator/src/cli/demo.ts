@@ -8,7 +8,7 @@ import { replay } from '../replay.js';
 import { loadScenario, runScenario } from '../scenario.js';
 import { demoScenarioPath } from './demo-path.js';
 import { EXIT, withReadonlyStore, type CliContext, type Io } from './io.js';
-import { scenarioClock } from './run.js';
+import { scenarioClock, scenarioLogId } from './run.js';
 
 export function registerDemo(program: Command, ctx: CliContext): void {
   program
@@ -24,10 +24,11 @@ export function registerDemo(program: Command, ctx: CliContext): void {
 async function demo(io: Io, db: string, json: boolean): Promise<number> {
   for (const suffix of ['', '-wal', '-shm']) if (existsSync(db + suffix)) rmSync(db + suffix);
   const scenario = loadScenario(demoScenarioPath());
-  const store = SqliteEventStore.open(db);
+  const clock = scenarioClock(scenario);
+  const store = SqliteEventStore.open(db, scenarioLogId(scenario, clock));
   let live;
   try {
-    const orchestrator = await Orchestrator.open(store, { clock: scenarioClock(scenario) });
+    const orchestrator = await Orchestrator.open(store, { clock });
     live = await runScenario(orchestrator, scenario);
   } finally {
     await store.close();

@@ -36,6 +36,15 @@ export function scenarioClock(s: Scenario): Clock {
   return logicalClock(s.clock?.start, s.clock?.stepMs);
 }
 
+/**
+ * The log id (hash-chain genesis) of a new log written by a scenario on its own clock: derived from the
+ * scenario, so the same scenario gives a byte-identical file. On the system clock nothing is
+ * reproducible anyway, and the store picks a random id.
+ */
+export function scenarioLogId(s: Scenario, clock: Clock): { logId?: string } {
+  return clock === systemClock ? {} : { logId: `scenario ${s.name}` };
+}
+
 async function runCommand(
   io: Io,
   scenario: Scenario,
@@ -43,7 +52,7 @@ async function runCommand(
   clock: Clock,
   opts: { json: boolean; append: boolean; fault: Fault | undefined },
 ): Promise<number> {
-  const store = SqliteEventStore.open(db);
+  const store = SqliteEventStore.open(db, scenarioLogId(scenario, clock));
   try {
     const head = await store.head();
     if (head > 0 && !opts.append) throw new InputError(`${db} already holds ${head} events; pass --append to continue it`);

@@ -73,7 +73,9 @@ export async function runStress(o: StressOptions): Promise<StressReport> {
   const started = performance.now();
   const boot = bootCommands(o.topology);
   requireBootable(o.topology.name, boot);
-  let store = SqliteEventStore.open(o.db);
+  // The log id (the hash chain's genesis) comes from the arguments too, so the same arguments give
+  // byte-identical files, hashes included.
+  let store = SqliteEventStore.open(o.db, { logId: `stress seed=${o.seed} ops=${o.ops} actors=${o.actors} topology=${o.topology.name}` });
   const head = await store.head();
   if (head > 0) {
     await store.close();
