@@ -8,7 +8,7 @@
  * - the same append and replay workloads on @event-driven-io/emmett-sqlite 0.42.4, when its comparison
  *   install exists (`pnpm --dir tests/bench/emmett install`; sqlite3 compiles from source, ~90 s).
  */
-import { decide, evolve, initialState, toHex, type Command, type IommuEvent, type State } from '@iommu-orch/core';
+import { decide, EVENT_SCHEMA_VERSION, evolve, initialState, toHex, type Command, type IommuEvent, type State } from '@iommu-orch/core';
 import { replay, snapshotOf, toDomainEvent } from '@iommu-orch/orchestrator';
 import { SqliteEventStore, verifyChain, type NewEvent } from '@iommu-orch/store';
 import Database from 'better-sqlite3';
@@ -34,7 +34,7 @@ function command(size: number, first: number): NewEvent[] {
     return {
       eventId: `host:${i + 1}`,
       type: 'TcesMapped',
-      schemaVersion: 2,
+      schemaVersion: EVENT_SCHEMA_VERSION,
       data: { domain: 1, iova: toHex(BigInt(i) << 12n), paddr: toHex(0x4000_0000n + (BigInt(i) << 12n)), pgsize: '0x1000', pgcount: 1, perm: 'rw' },
       metadata,
     };
@@ -184,7 +184,7 @@ function eventsOf(commands: readonly Command[]): NewEvent[] {
     const d = decide(state, c);
     if (!d.ok) throw new Error(`workload command ${i} (${c.type}) refused: ${d.error.message}`);
     const metadata = { time: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(), commandId: `cmd-${i}`, commandType: c.type };
-    for (const e of d.events) out.push({ eventId: `host:${out.length + 1}`, type: e.type, schemaVersion: 2, data: e.data, metadata });
+    for (const e of d.events) out.push({ eventId: `host:${out.length + 1}`, type: e.type, schemaVersion: EVENT_SCHEMA_VERSION, data: e.data, metadata });
     state = d.state;
   });
   return out;
