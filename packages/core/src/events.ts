@@ -1,5 +1,10 @@
+import type { DdwEvent } from './ddw.js';
 import type { PagingDomainEvent } from './domain.js';
 import type { GroupEvent } from './group.js';
+import type { HwptEvent } from './hwpt.js';
+import type { IdeviceEvent } from './idevice.js';
+import type { IoasEvent } from './ioas.js';
+import type { IommufdCtxEvent } from './iommufd-destroy.js';
 import type { PeEvent } from './pe.js';
 import type { TopologyEvent } from './topology.js';
 import type { WindowEvent } from './window.js';
@@ -8,7 +13,9 @@ import type { WindowEvent } from './window.js';
  * Every fact the log can hold. Event data is plain JSON (u64 values as hex strings) so that what is
  * stored is exactly what is folded on replay.
  */
-export type IommuEvent = TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent;
+export type IommuEvent =
+  | TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent
+  | DdwEvent | IoasEvent | HwptEvent | IdeviceEvent | IommufdCtxEvent;
 export type IommuEventType = IommuEvent['type'];
 
 /** Schema version of the event payloads written by this code. */
@@ -21,6 +28,11 @@ const TYPES: Record<IommuEventType, true> = {
   GroupCreated: true, GroupRemoved: true, DmaOwnerClaimed: true, DmaOwnerReleased: true,
   PagingDomainAllocated: true, PagingDomainFreed: true, DeviceAttached: true, DeviceDetached: true,
   TcesMapped: true, TcesCleared: true,
+  PhbOptionSet: true,
+  IoasAllocated: true, IoasDestroyed: true, IoasAreaMapped: true, IoasAreaUnmapped: true, IoasAllowedSet: true, IoasTestReserved: true,
+  HwptAllocated: true, HwptDestroyed: true,
+  IommufdDeviceBound: true, IommufdDeviceUnbound: true, IommufdDeviceAttached: true, IommufdDeviceReplaced: true,
+  IommufdDeviceDetached: true, GroupDomainReplaced: true, IommufdClosed: true,
 };
 export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];
 

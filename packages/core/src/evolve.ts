@@ -1,6 +1,11 @@
+import { evolveDdw } from './ddw.js';
 import { evolveDomain } from './domain.js';
 import type { IommuEvent } from './events.js';
 import { evolveGroup } from './group.js';
+import { evolveHwpt } from './hwpt.js';
+import { evolveIdevice } from './idevice.js';
+import { evolveIoas } from './ioas.js';
+import { evolveIommufdCtx } from './iommufd-destroy.js';
 import { evolvePe } from './pe.js';
 import type { State } from './state.js';
 import { evolveTopology } from './topology.js';
@@ -39,6 +44,27 @@ function route(state: State, event: IommuEvent): State {
     case 'TcesMapped':
     case 'TcesCleared':
       return evolveDomain(state, event);
+    case 'PhbOptionSet':
+      return evolveDdw(state, event);
+    case 'IoasAllocated':
+    case 'IoasDestroyed':
+    case 'IoasAreaMapped':
+    case 'IoasAreaUnmapped':
+    case 'IoasAllowedSet':
+    case 'IoasTestReserved':
+      return evolveIoas(state, event);
+    case 'HwptAllocated':
+    case 'HwptDestroyed':
+      return evolveHwpt(state, event);
+    case 'IommufdDeviceBound':
+    case 'IommufdDeviceUnbound':
+    case 'IommufdDeviceAttached':
+    case 'IommufdDeviceReplaced':
+    case 'IommufdDeviceDetached':
+    case 'GroupDomainReplaced':
+      return evolveIdevice(state, event);
+    case 'IommufdClosed':
+      return evolveIommufdCtx(state, event);
   }
 }
 

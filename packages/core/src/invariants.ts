@@ -1,3 +1,4 @@
+import { iommufdInvariants } from './iommufd-invariants.js';
 import type { State } from './state.js';
 import { tceRuns } from './tce-table.js';
 
@@ -48,8 +49,10 @@ export function invariants(state: State): Violation[] {
       else {
         if (d.group !== g.id) bad('group-domain', `group ${g.id} is on domain ${d.id}, which serves group ${d.group}`);
         if (d.context !== g.owner) bad('domain-owner', `group ${g.id} (owner ${g.owner}) is on domain ${d.id} of context ${d.context}`);
-        const w = pe?.windows[d.slot];
-        if (!w || w.table.kind !== 'domain' || w.table.domain !== d.id) bad('window-programmed', `group ${g.id} is on domain ${d.id} but ${g.pe} slot ${d.slot} does not translate through it`);
+        for (const dw of d.windows) {
+          const w = pe?.windows[dw.slot];
+          if (!w || w.table.kind !== 'domain' || w.table.domain !== d.id) bad('window-programmed', `group ${g.id} is on domain ${d.id} but ${g.pe} slot ${dw.slot} does not translate through it`);
+        }
       }
     }
   }
@@ -60,8 +63,9 @@ export function invariants(state: State): Violation[] {
     pe.windows.forEach((w, slot) => {
       if (!w || w.table.kind !== 'domain') return;
       const d = state.domains[w.table.domain];
+      const dw = d?.windows.find((x) => x.slot === slot);
       if (!d) bad('window-table', `${pe.id} slot ${slot} translates through missing domain ${w.table.domain}`);
-      else if (d.pe !== pe.id || d.slot !== slot || d.start !== w.start || d.last !== w.start + w.size - 1n) {
+      else if (d.pe !== pe.id || !dw || dw.start !== w.start || dw.last !== w.start + w.size - 1n || dw.table.pageShift !== w.pageShift) {
         bad('window-table', `${pe.id} slot ${slot} does not match domain ${d.id}'s aperture`);
       }
     });
@@ -69,15 +73,21 @@ export function invariants(state: State): Violation[] {
   for (const d of Object.values(state.domains)) {
     if (!state.groups[d.group]) bad('domain-group', `domain ${d.id} serves missing group ${d.group}`);
     if (!state.pes[d.pe]) bad('domain-pe', `domain ${d.id} refers to missing PE ${d.pe}`);
-    const entries = Number((d.last - d.start + 1n) >> BigInt(d.table.pageShift));
-    if (entries !== d.table.size) bad('tce-in-window', `domain ${d.id}: table of ${d.table.size} entries for a ${entries}-entry window`);
-    const runs = tceRuns(d.table);
-    const valid = runs.reduce((n, r) => n + r.count, 0);
-    if (valid !== d.table.valid) bad('tce-count', `domain ${d.id}: ${valid} valid TCEs, counted ${d.table.valid}`);
-    const lastRun = runs[runs.length - 1];
-    if (lastRun && lastRun.index + lastRun.count > d.table.size) bad('tce-in-window', `domain ${d.id}: TCE beyond the window`);
+    if (d.windows.length < 1 || d.windows.length > 2 || d.windows.some((w, i) => i > 0 && w.slot <= d.windows[i - 1]!.slot)) {
+      bad('domain-windows', `domain ${d.id} has windows in slots ${d.windows.map((w) => w.slot).join(',')}`);
+    }
+    for (const w of d.windows) {
+      const entries = Number((w.last - w.start + 1n) >> BigInt(w.table.pageShift));
+      if (entries !== w.table.size) bad('tce-in-window', `domain ${d.id} slot ${w.slot}: table of ${w.table.size} entries for a ${entries}-entry window`);
+      const runs = tceRuns(w.table);
+      const valid = runs.reduce((n, r) => n + r.count, 0);
+      if (valid !== w.table.valid) bad('tce-count', `domain ${d.id} slot ${w.slot}: ${valid} valid TCEs, counted ${w.table.valid}`);
+      const lastRun = runs[runs.length - 1];
+      if (lastRun && lastRun.index + lastRun.count > w.table.size) bad('tce-in-window', `domain ${d.id} slot ${w.slot}: TCE beyond the window`);
+    }
     if (d.id >= state.nextDomainId) bad('ids', `domain ${d.id} is not below nextDomainId ${state.nextDomainId}`);
   }
   for (const g of Object.values(state.groups)) if (g.id >= state.nextGroupId) bad('ids', `group ${g.id} is not below nextGroupId`);
+  iommufdInvariants(state, bad);
   return out;
 }

@@ -141,12 +141,57 @@ export function tceRuns(table: TceTable): TceRun[] {
 
 /** Bytes of TCE storage allocated (leaves only; 8 bytes per entry slot). */
 export function tceAllocatedBytes(table: TceTable): number {
-  let bytes = 0;
-  const visit = (node: TceNode | undefined, level: number): void => {
+  return tceLeafBases(table).length * FANOUT * 8;
+}
+
+/** First index of each allocated leaf (FANOUT entries), ascending: where the table has ever been written. */
+export function tceLeafBases(table: TceTable): number[] {
+  const bases: number[] = [];
+  const visit = (node: TceNode | undefined, level: number, base: number): void => {
     if (node === undefined) return;
-    if (level === 0) bytes += (node as Leaf).byteLength;
-    else for (const child of node as Dir) visit(child, level - 1);
+    if (level === 0) {
+      bases.push(base);
+      return;
+    }
+    const span = 2 ** (FANOUT_SHIFT * level);
+    (node as Dir).forEach((child, slot) => visit(child, level - 1, base + slot * span));
   };
-  visit(table.root, table.depth - 1);
-  return bytes;
+  visit(table.root, table.depth - 1, 0);
+  return bases;
+}
+
+/** The first valid entry in [index, index+count), or -1. Never-written levels are skipped whole. */
+export function tceFirstValid(table: TceTable, index: number, count: number): number {
+  return firstWhere(table, index, Math.min(table.size, index + count), false);
+}
+
+/** How many entries from `index` (at most `count`) are valid before the first invalid one. */
+export function tceValidRun(table: TceTable, index: number, count: number): number {
+  const end = Math.min(table.size, index + count);
+  const hole = firstWhere(table, index, end, true);
+  return (hole < 0 ? end : hole) - index;
+}
+
+/** First index in [from, to) whose entry is zero (`zero`) or non-zero (`!zero`); -1 if none. */
+function firstWhere(table: TceTable, from: number, to: number, zero: boolean): number {
+  if (from >= to) return -1;
+  const find = (node: TceNode | undefined, level: number, base: number, lo: number, hi: number): number => {
+    if (node === undefined) return zero ? lo : -1;
+    if (level === 0) {
+      const leaf = node as Leaf;
+      for (let i = lo; i < hi; i++) if ((leaf[i - base] === 0n) === zero) return i;
+      return -1;
+    }
+    const span = 2 ** (FANOUT_SHIFT * level);
+    for (let start = lo; start < hi; ) {
+      const slot = Math.floor((start - base) / span);
+      const childBase = base + slot * span;
+      const end = Math.min(hi, childBase + span);
+      const found = find((node as Dir)[slot], level - 1, childBase, start, end);
+      if (found >= 0) return found;
+      start = end;
+    }
+    return -1;
+  };
+  return find(table.root, table.depth - 1, 0, from, to);
 }

@@ -1,4 +1,4 @@
-import { domainMappings, domainRefView, toHex, type Json, type State } from '@iommu-orch/core';
+import { domainMappings, domainRefView, toHex, type Json, type State, type TableRef } from '@iommu-orch/core';
 import type { StepResult } from './scenario.js';
 
 /**
@@ -21,7 +21,7 @@ export function renderState(state: State, heading: string): string {
       const bus = pe.bus === null ? 'all buses' : `bus ${pe.bus.toString(16).padStart(2, '0')}`;
       lines.push(`  PE ${pe.id} (${bus}) ${groupLine(pe.group)}`);
       const windows = pe.windows.map((w, slot) =>
-        w ? `[${slot}] ${toHex(w.start)}..${toHex(w.start + w.size - 1n)} ${pageSize(w.pageShift)} ${w.table.kind === 'kernel' ? 'kernel table' : `domain ${w.table.domain}`}` : `[${slot}] -`,
+        w ? `[${slot}] ${toHex(w.start)}..${toHex(w.start + w.size - 1n)} ${pageSize(w.pageShift)} ${tableText(w.table)}` : `[${slot}] -`,
       );
       lines.push(`    windows ${windows.join('  ')}  bypass ${pe.bypass ? 'on' : 'off'}`);
       for (const bdf of pe.devices) {
@@ -34,10 +34,27 @@ export function renderState(state: State, heading: string): string {
   const domains = Object.values(state.domains);
   lines.push(domains.length ? 'Paging domains' : 'Paging domains: none');
   for (const d of domains) {
-    lines.push(`  domain ${d.id} context ${d.context} group ${d.group} aperture [${toHex(d.start)}, ${toHex(d.last)}] ${pageSize(d.table.pageShift)} pages, ${d.table.valid} valid TCEs`);
+    const windows = d.windows.map((w) => `[${w.slot}] [${toHex(w.start)}, ${toHex(w.last)}] ${pageSize(w.table.pageShift)} pages, ${w.levels} level(s), ${w.table.valid} valid TCEs`);
+    lines.push(`  domain ${d.id} context ${d.context} group ${d.group} ${windows.join('  ')}`);
     for (const m of domainMappings(d)) lines.push(`    ${m.iova} -> ${m.paddr} ${m.perm} x${m.pages}`);
   }
+  for (const [context, ctx] of Object.entries(state.iommufd)) {
+    lines.push(`iommufd context ${context}`);
+    for (const o of Object.values(ctx.objects)) {
+      if (o.kind === 'device') lines.push(`  DEVICE ${o.id} ${o.bdf}${o.hwpt === null ? '' : ` attached to HWPT ${o.hwpt}`}`);
+      else if (o.kind === 'hwpt') lines.push(`  HWPT ${o.id}${o.auto ? ' (auto)' : ''} on IOAS ${o.ioas}, domain ${o.domain}`);
+      else {
+        const ranges = o.areas.map((a) => `[${toHex(a.iova)}, ${toHex(a.last)}]`).join(' ');
+        lines.push(`  IOAS ${o.id}: ${o.areas.length} area(s)${ranges ? ` ${ranges}` : ''}, ${o.reserved.length} reserved, HWPTs ${o.hwpts.join(' ') || '-'}`);
+      }
+    }
+  }
   return lines.join('\n');
+}
+
+function tableText(t: TableRef): string {
+  if (t.kind === 'domain') return `domain ${t.domain}`;
+  return t.dynamic ? 'kernel table (DDW)' : 'kernel table';
 }
 
 /** The heading both `run` and `audit replay` put above a state, so their blocks compare equal. */
