@@ -5,7 +5,7 @@ import type { Output } from './commands.js';
  * process exit codes or HTTP numbers: those are mapped at the CLI edge only.
  */
 export const ERRNO_CODES = [
-  'EPERM', 'ENOENT', 'ENXIO', 'E2BIG', 'ENOMEM', 'EFAULT', 'EBUSY', 'EEXIST', 'ENODEV', 'EINVAL',
+  'EPERM', 'ENOENT', 'ENXIO', 'E2BIG', 'EBADF', 'ENOMEM', 'EFAULT', 'EBUSY', 'EEXIST', 'ENODEV', 'EINVAL',
   'ENOSPC', 'ERANGE', 'EDEADLOCK', 'ENOTTY', 'EOPNOTSUPP', 'EADDRINUSE', 'EOVERFLOW', 'EMSGSIZE',
 ] as const;
 export const HCALL_CODES = [

@@ -29,7 +29,7 @@ export function destroyObject(tx: Tx, context: string, id: number): void {
 }
 
 export function closeContext(tx: Tx, context: string): void {
-  if (!tx.state.iommufd[context]) fail('ENOENT', `no iommufd context ${context}`);
+  if (!tx.state.iommufd[context]) fail('EBADF', `context ${context} has no open /dev/iommu`);
   for (const kind of ['device', 'hwpt', 'ioas'] as const) {
     for (const obj of objectsOf(tx.state, context)) {
       if (obj.kind !== kind) continue;
