@@ -270,8 +270,14 @@ export function evolveDomain(state: State, event: PagingDomainEvent): State {
       const e = event.data;
       const pgsize = fromHex(e.pgsize);
       const base = fromHex(e.paddr) | BigInt(e.perm);
+      // Consecutive pages: each TCE is the previous one plus a page (values come in index order).
+      let next = base;
       return updateTable(state, e.domain, fromHex(e.iova), pgsize, (table, first) =>
-        tceWriteRange(table, first, e.pgcount, (i) => base + BigInt(i) * pgsize));
+        tceWriteRange(table, first, e.pgcount, () => {
+          const v = next;
+          next += pgsize;
+          return v;
+        }));
     }
     case 'TcesCleared': {
       const e = event.data;

@@ -21,8 +21,19 @@ export function overlaps(r: Range, start: bigint, last: bigint): boolean {
   return r.start <= last && start <= r.last;
 }
 
+/** The areas meeting [start, last], in IOVA order (binary search: areas are sorted and disjoint). */
 export function areasIn(ioas: Ioas, start: bigint, last: bigint): Area[] {
-  return ioas.areas.filter((a) => a.iova <= last && start <= a.last);
+  const areas = ioas.areas;
+  let lo = 0;
+  let hi = areas.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (areas[mid]!.last < start) lo = mid + 1;
+    else hi = mid;
+  }
+  const out: Area[] = [];
+  for (let i = lo; i < areas.length && areas[i]!.iova <= last; i++) out.push(areas[i]!);
+  return out;
 }
 
 export function reservedIn(ioas: Ioas, start: bigint, last: bigint): Reserved[] {
@@ -131,6 +142,15 @@ export function checkReserve(ioas: Ioas, ranges: readonly Range[], what: string)
 
 /** The area list with `area` inserted in IOVA order. */
 export function insertArea(areas: readonly Area[], area: Area): Area[] {
-  const i = areas.findIndex((a) => a.iova > area.iova);
-  return i < 0 ? [...areas, area] : [...areas.slice(0, i), area, ...areas.slice(i)];
+  let lo = 0;
+  let hi = areas.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (areas[mid]!.iova < area.iova) lo = mid + 1;
+    else hi = mid;
+  }
+  const out = areas.slice(0, lo);
+  out.push(area);
+  for (let i = lo; i < areas.length; i++) out.push(areas[i]!);
+  return out;
 }

@@ -51,7 +51,10 @@ export function tceGet(table: TceTable, index: number): bigint {
   return node === undefined ? 0n : (node as Leaf)[index & MASK]!;
 }
 
-/** Writes `count` consecutive entries from `index`: entry index+i gets value(i) (non-zero: a valid TCE). */
+/**
+ * Writes `count` consecutive entries from `index`: entry index+i gets value(i) (non-zero: a valid TCE).
+ * `value` is called exactly once per entry, in index order, so it may carry state from call to call.
+ */
 export function tceWriteRange(
   table: TceTable,
   index: number,
