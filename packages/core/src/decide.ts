@@ -4,11 +4,11 @@ import { allocPagingDomain, attachDevice, detachDevice, freeDomain, iovaToPhys, 
 import { fail, IommuError } from './errors.js';
 import type { IommuEvent } from './events.js';
 import { claimDevice, releaseDevice } from './group.js';
-import { hwptAlloc } from './hwpt.js';
+import { apertures, hwptAlloc, rangeData } from './hwpt.js';
 import { getHwInfo } from './hw-info.js';
 import { attachIdevice, bindDevice, detachIdevice, releaseForRemoval, replaceIdevice, unbindDevice } from './idevice.js';
 import { ioasAddReserved, ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap } from './ioas.js';
-import { refuseIfIommufdDevice, refuseIfIommufdDomain } from './iommufd-ctx.js';
+import { objectAt, refuseIfIommufdDevice, refuseIfIommufdDomain } from './iommufd-ctx.js';
 import { closeContext, destroyObject } from './iommufd-destroy.js';
 import { rtasCreate, rtasQuery, rtasRemove, rtasReset } from './rtas.js';
 import { normalizeBdf } from './pci.js';
@@ -133,8 +133,8 @@ function runIommufd(tx: Tx, c: IommufdCommand): Output {
       return {};
     case 'hwptAlloc': {
       const id = hwptAlloc(tx, context(c.context), c.device, c.ptId, c.flags ?? [], c.windows ?? null);
-      const h = tx.state.iommufd[c.context]!.objects[id]!;
-      return { hwpt: id, domain: h.kind === 'hwpt' ? h.domain : null };
+      const domain = objectAt(tx.state, c.context, id, 'hwpt').domain;
+      return { hwpt: id, domain, apertures: apertures(tx.state.domains[domain]!).map(rangeData) };
     }
     case 'deviceAttach':
       return { ptId: attachIdevice(tx, context(c.context), c.device, c.ptId) };

@@ -5,7 +5,7 @@ import type { Bdf } from './pci.js';
 import { drop, put, without, type DomainWindow, type Group, type PagingDomain, type State } from './state.js';
 import { HOST_PAGE_SHIFT } from './tce-levels.js';
 import {
-  TCE_PCI_READ, TCE_PCI_WRITE, TCE_PERM_MASK, tceClearRange, tceFirstValid, tceGet, tceTableCreate, tceValidRun, tceWriteRange,
+  TCE_PCI_READ, TCE_PCI_WRITE, TCE_PERM_MASK, tceClearRange, tceFirstValid, tceGet, tceTableCreate, tceValidRun, tceWriteRun,
 } from './tce-table.js';
 import type { Tx } from './tx.js';
 import { fromHex, toHex, U64_MAX, type Hex } from './u64.js';
@@ -270,14 +270,7 @@ export function evolveDomain(state: State, event: PagingDomainEvent): State {
       const e = event.data;
       const pgsize = fromHex(e.pgsize);
       const base = fromHex(e.paddr) | BigInt(e.perm);
-      // Consecutive pages: each TCE is the previous one plus a page (values come in index order).
-      let next = base;
-      return updateTable(state, e.domain, fromHex(e.iova), pgsize, (table, first) =>
-        tceWriteRange(table, first, e.pgcount, () => {
-          const v = next;
-          next += pgsize;
-          return v;
-        }));
+      return updateTable(state, e.domain, fromHex(e.iova), pgsize, (table, first) => tceWriteRun(table, first, e.pgcount, base, pgsize));
     }
     case 'TcesCleared': {
       const e = event.data;

@@ -12,8 +12,8 @@ export const HCALL_CODES = [
   'H_HARDWARE', 'H_FUNCTION', 'H_PRIVILEGE', 'H_PARAMETER', 'H_NOT_ENOUGH_RESOURCES', 'H_TOO_HARD',
 ] as const;
 
-/** RTAS call statuses (QEMU spapr.h): HW_ERROR -1, BUSY -2, PARAM_ERROR -3, NOT_AUTHORIZED -9002. */
-export const RTAS_CODES = ['RTAS_HW_ERROR', 'RTAS_BUSY', 'RTAS_PARAM_ERROR', 'RTAS_NOT_AUTHORIZED'] as const;
+/** RTAS call statuses the modelled DDW calls return (QEMU spapr.h): HW_ERROR -1, PARAM_ERROR -3. */
+export const RTAS_CODES = ['RTAS_HW_ERROR', 'RTAS_PARAM_ERROR'] as const;
 
 export type ErrnoCode = (typeof ERRNO_CODES)[number];
 export type HcallCode = (typeof HCALL_CODES)[number];

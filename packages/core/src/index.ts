@@ -16,7 +16,7 @@ export { initialState } from './state.js';
 export type { Device, DomainRef, DomainWindow, Group, PagingDomain, Pe, PeId, Phb, State, TableGroup, TableRef, Window } from './state.js';
 export {
   TCE_PCI_READ, TCE_PCI_WRITE, tceAllocatedBytes, tceClearRange, tceFirstValid, tceGet, tceLeafBases, tceRuns, tceTableCreate,
-  tceValidRun, tceWriteRange,
+  tceValidRun, tceWriteRange, tceWriteRun,
   type TceRun, type TceTable,
 } from './tce-table.js';
 export type { Prot } from './domain.js';

@@ -53,7 +53,7 @@ export function tceGet(table: TceTable, index: number): bigint {
 
 /**
  * Writes `count` consecutive entries from `index`: entry index+i gets value(i) (non-zero: a valid TCE).
- * `value` is called exactly once per entry, in index order, so it may carry state from call to call.
+ * `value` is called exactly once per entry, in index order.
  */
 export function tceWriteRange(
   table: TceTable,
@@ -61,30 +61,68 @@ export function tceWriteRange(
   count: number,
   value: (i: number) => bigint,
 ): TceTable {
-  return writeRange(table, index, count, value);
+  return update(table, index, count, true, (leaf, base, from, to) => {
+    let out: Leaf | undefined;
+    let delta = 0;
+    for (let i = from; i < to; i++) {
+      const v = value(i - index);
+      const old = leaf === undefined ? 0n : leaf[i - base]!;
+      if (old === v) continue;
+      out ??= leaf === undefined ? new BigUint64Array(FANOUT) : leaf.slice();
+      out[i - base] = v;
+      delta += (v !== 0n ? 1 : 0) - (old !== 0n ? 1 : 0);
+    }
+    return { leaf: out ?? leaf, delta };
+  });
+}
+
+/**
+ * Writes `count` consecutive TCEs from `index`, the first `first` and each the previous one plus
+ * `step` (a run of pages: address | permission bits). Every value must be non-zero. The common case of
+ * a map, so it is one tight loop per leaf.
+ */
+export function tceWriteRun(table: TceTable, index: number, count: number, first: bigint, step: bigint): TceTable {
+  return update(table, index, count, true, (leaf, base, from, to) => {
+    const out = leaf === undefined ? new BigUint64Array(FANOUT) : leaf.slice();
+    let delta = to - from;
+    if (leaf !== undefined) for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) delta--;
+    let v = first + BigInt(from - index) * step;
+    for (let j = from - base; j < to - base; j++) {
+      out[j] = v;
+      v += step;
+    }
+    return { leaf: out, delta };
+  });
 }
 
 /** Clears `count` entries from `index`. Missing levels are skipped, never allocated. */
 export function tceClearRange(table: TceTable, index: number, count: number): TceTable {
-  return writeRange(table, index, count, null);
+  return update(table, index, count, false, (leaf, base, from, to) => {
+    if (leaf === undefined) return { leaf, delta: 0 };
+    let valid = 0;
+    for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) valid++;
+    if (valid === 0) return { leaf, delta: 0 };
+    const out = leaf.slice();
+    out.fill(0n, from - base, to - base);
+    return { leaf: out, delta: -valid };
+  });
 }
 
-function writeRange(table: TceTable, index: number, count: number, valueFn: ((i: number) => bigint) | null): TceTable {
-  const value = valueFn ?? (() => 0n);
+/** What one leaf becomes for the entries [from, to) it holds (base is its first index), and the change in valid entries. */
+type LeafUpdate = (leaf: Leaf | undefined, base: number, from: number, to: number) => { leaf: Leaf | undefined; delta: number };
+
+/**
+ * Applies `op` to every leaf under [index, index+count), copying the path to each changed leaf.
+ * Missing subtrees are created only when `allocate` (writes); clearing under them is a no-op.
+ */
+function update(table: TceTable, index: number, count: number, allocate: boolean, op: LeafUpdate): TceTable {
   if (count <= 0) return table;
   let validDelta = 0;
   const write = (node: TceNode | undefined, level: number, base: number, from: number, to: number): TceNode | undefined => {
     if (level === 0) {
-      let leaf: Leaf | undefined;
-      for (let i = from; i < to; i++) {
-        const v = value(i - index);
-        const old = node === undefined ? 0n : (node as Leaf)[i - base]!;
-        if (old === v) continue;
-        if (leaf === undefined) leaf = node === undefined ? new BigUint64Array(FANOUT) : (node as Leaf).slice();
-        leaf[i - base] = v;
-        validDelta += (v !== 0n ? 1 : 0) - (old !== 0n ? 1 : 0);
-      }
-      return leaf ?? node;
+      const r = op(node as Leaf | undefined, base, from, to);
+      validDelta += r.delta;
+      return r.leaf;
     }
     const span = 2 ** (FANOUT_SHIFT * level);
     let dir: (TceNode | undefined)[] | undefined;
@@ -93,8 +131,7 @@ function writeRange(table: TceTable, index: number, count: number, valueFn: ((i:
       const childBase = base + slot * span;
       const end = Math.min(to, childBase + span);
       const child = node === undefined ? undefined : (node as Dir)[slot];
-      // Clearing under a missing subtree is a no-op: never allocate levels to write zeros.
-      if (child !== undefined || valueFn !== null) {
+      if (child !== undefined || allocate) {
         const next = write(child, level - 1, childBase, start, end);
         if (next !== child) {
           dir ??= node === undefined ? new Array<TceNode | undefined>(FANOUT).fill(undefined) : (node as Dir).slice();

@@ -64,7 +64,7 @@ export function stateHeading(position: number, time: string | null): string {
 
 export function renderStep(r: StepResult): string {
   const n = String(r.index).padStart(3);
-  const verdict = r.ok ? `ok ${formatOutput(r.output ?? {})}`.trimEnd() : `${r.error!.code}: ${r.error!.message}`;
+  const verdict = r.ok ? `ok ${formatOutput(r.output ?? {})}`.trimEnd() : `${r.error!.code}: ${r.error!.message}${r.error!.output ? ` (${formatOutput(r.error!.output)})` : ''}`;
   const exp = r.expectationMet === false ? `   <-- expected ${expectText(r.expected)}` : '';
   return `${n} ${r.type.padEnd(18)} ${verdict}${exp}`;
 }
@@ -72,7 +72,8 @@ export function renderStep(r: StepResult): string {
 function expectText(e: StepResult['expected']): string {
   if (e === undefined) return '';
   if (e === 'ok') return 'ok';
-  return 'error' in e ? e.error : `ok ${formatOutput(e.ok)}`;
+  if ('error' in e) return e.output ? `${e.error} ${formatOutput(e.output)}` : e.error;
+  return `ok ${formatOutput(e.ok)}`;
 }
 
 function formatOutput(o: Readonly<Record<string, Json>>): string {
