@@ -10,8 +10,8 @@ import { attachIdevice, bindDevice, detachIdevice, releaseForRemoval, replaceIde
 import { ioasAddReserved, ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap } from './ioas.js';
 import { objectAt, refuseIfIommufdDevice, refuseIfIommufdDomain } from './iommufd-ctx.js';
 import { closeContext, destroyObject } from './iommufd-destroy.js';
-import { rtasCreate, rtasQuery, rtasRemove, rtasReset } from './rtas.js';
 import { normalizeBdf } from './pci.js';
+import { rtasCreate, rtasQuery, rtasRemove, rtasReset } from './rtas.js';
 import type { State } from './state.js';
 import { addDevice, addPhb, bindDriver, removeDevice, unbindDriver } from './topology.js';
 import { Tx } from './tx.js';

@@ -155,7 +155,8 @@ function doReplace(tx: Tx, context: string, dev: IDevice, hwpt: Hwpt): void {
   const group = requireGroupOf(tx.state, dev.bdf);
   const next = tx.state.domains[hwpt.domain]!;
   if (next.group !== group.id) fail('EINVAL', `HWPT ${hwpt.id}'s domain serves group ${next.group}; DEVICE ${dev.id} is in group ${group.id}`);
-  const members = devicesOn(tx.state, context, old.id).filter((d) => requireGroupOf(tx.state, d.bdf).id === group.id);
+  // A domain serves one group, so the devices on the old HWPT are the group's attached devices.
+  const members = devicesOn(tx.state, context, old.id);
   const reserved = members.map((m) => reserveFor(tx.state, context, hwpt.ioas, m));
   unprogramWindows(tx, tx.state.domains[old.domain]!);
   programWindows(tx, next);

@@ -1,5 +1,5 @@
-import type { Bdf, PhbGeneration, Platform } from './pci.js';
 import type { IommufdContext } from './iommufd-ctx.js';
+import type { Bdf, PhbGeneration, Platform } from './pci.js';
 import type { TceTable } from './tce-table.js';
 
 /**
