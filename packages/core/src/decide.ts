@@ -4,11 +4,11 @@ import { allocPagingDomain, attachDevice, detachDevice, freeDomain, iovaToPhys, 
 import { fail, IommuError } from './errors.js';
 import type { IommuEvent } from './events.js';
 import { claimDevice, releaseDevice } from './group.js';
-import { apertures, hwptAlloc, rangeData } from './hwpt.js';
+import { apertures, hwptAlloc } from './hwpt.js';
 import { getHwInfo } from './hw-info.js';
 import { attachIdevice, bindDevice, detachIdevice, releaseForRemoval, replaceIdevice, unbindDevice } from './idevice.js';
 import { ioasAddReserved, ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap } from './ioas.js';
-import { objectAt, refuseIfIommufdDevice, refuseIfIommufdDomain } from './iommufd-ctx.js';
+import { objectAt, rangeData, refuseIfIommufdDevice, refuseIfIommufdDomain } from './iommufd-ctx.js';
 import { closeContext, destroyObject } from './iommufd-destroy.js';
 import { normalizeBdf } from './pci.js';
 import { rtasCreate, rtasQuery, rtasRemove, rtasReset } from './rtas.js';

@@ -218,6 +218,12 @@ export function domainPgsizes(d: PagingDomain): bigint {
   return d.windows.reduce((bits, w) => bits | (1n << BigInt(w.table.pageShift)), 0n);
 }
 
+/** The lowest bit of pgsize_bitmap: the granule iommufd aligns IOVAs to. */
+export function smallestPage(d: PagingDomain): bigint {
+  const bits = domainPgsizes(d);
+  return bits & -bits;
+}
+
 /** The checks shared by map and unmap; returns the window, the first relative TCE index and the byte length. */
 function checkRange(d: PagingDomain, iova: bigint, pgsize: bigint, pgcount: number): { w: DomainWindow; first: number; bytes: bigint } {
   const bitmap = domainPgsizes(d);

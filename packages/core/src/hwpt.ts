@@ -1,13 +1,14 @@
 import type { WindowSpec } from './ddw.js';
-import { allocPagingDomain, mapPages, unmapPages, windowAt } from './domain.js';
+import { allocPagingDomain, mapPages, smallestPage, unmapPages, windowAt } from './domain.js';
 import { fail } from './errors.js';
 import { checkReserve, holesIn, PAGE_SIZE } from './io-pagetable.js';
 import {
-  dropObject, findObject, nextObjectId, objectAt, putObject, requireObject, type Area, type Hwpt, type IDevice, type Ioas, type Range,
+  dropObject, findObject, nextObjectId, objectAt, putObject, rangeData, rangeOf, requireObject,
+  type Area, type Hwpt, type IDevice, type Ioas, type Range, type RangeData,
 } from './iommufd-ctx.js';
 import type { PagingDomain, State } from './state.js';
 import type { Tx } from './tx.js';
-import { fromHex, toHex, U64_MAX, type Hex } from './u64.js';
+import { toHex, U64_MAX } from './u64.js';
 
 /**
  * HWPT_PAGING objects (hw_pagetable.c): a paging domain filled from an IOAS.
@@ -36,16 +37,6 @@ export type HwptEvent =
     }
   | { readonly type: 'HwptDestroyed'; readonly data: { readonly context: string; readonly hwpt: number } };
 
-export type RangeData = { readonly start: Hex; readonly last: Hex };
-
-export function rangeData(r: Range): RangeData {
-  return { start: toHex(r.start), last: toHex(r.last) };
-}
-
-export function rangeOf(r: RangeData): Range {
-  return { start: fromHex(r.start), last: fromHex(r.last) };
-}
-
 /** The domain's apertures: one per window (the aperture-list op). */
 export function apertures(d: PagingDomain): Range[] {
   return d.windows.map((w) => ({ start: w.start, last: w.last }));
@@ -55,8 +46,7 @@ export function apertures(d: PagingDomain): Range[] {
 export function ioasAlignment(state: State, context: string, ioas: Ioas): bigint {
   let align = 1n;
   for (const id of ioas.hwpts) {
-    const d = state.domains[objectAt(state, context, id, 'hwpt').domain]!;
-    const smallest = 1n << BigInt(Math.min(...d.windows.map((w) => w.table.pageShift)));
+    const smallest = smallestPage(state.domains[objectAt(state, context, id, 'hwpt').domain]!);
     if (smallest > align) align = smallest;
   }
   return align;
@@ -76,12 +66,15 @@ export function hwptAlloc(tx: Tx, context: string, devId: number, ptId: number, 
   return createHwpt(tx, context, dev, pt, windows, false);
 }
 
+/** Without window parameters a domain gets window 0 of 4 KiB TCEs, as the RFC's driver does. */
+const DEFAULT_PAGE_SHIFT = 12;
+
 /** Allocates a domain for the device's group and adds it to the IOAS; returns the HWPT id. */
 export function createHwpt(tx: Tx, context: string, dev: IDevice, ioas: Ioas, windows: readonly WindowSpec[] | null, auto: boolean): number {
-  const domain = allocPagingDomain(tx, context, dev.bdf, windows ?? 12);
+  const domain = allocPagingDomain(tx, context, dev.bdf, windows ?? DEFAULT_PAGE_SHIFT);
   const d = tx.state.domains[domain]!;
   const current = ioasAlignment(tx.state, context, ioas);
-  const smallest = 1n << BigInt(Math.min(...d.windows.map((w) => w.table.pageShift)));
+  const smallest = smallestPage(d);
   const alignment = smallest > current ? smallest : current;
   if (alignment > PAGE_SIZE) fail('EINVAL', `IOVA alignment ${toHex(alignment)} would exceed PAGE_SIZE`);
   if (alignment !== current) {

@@ -1,11 +1,11 @@
 import { attachDevice, detachDevice, programWindows, unprogramWindows } from './domain.js';
 import { fail, IommuError } from './errors.js';
 import { claimDevice, releaseDevice, requireGroupOf, updateGroup } from './group.js';
-import { createHwpt, destroyHwpt, rangeData, rangeOf, type RangeData } from './hwpt.js';
+import { createHwpt, destroyHwpt } from './hwpt.js';
 import { checkReserve } from './io-pagetable.js';
 import {
-  boundDevice, devicesOn, dropObject, findObject, hwptOfDomain, nextObjectId, objectAt, objectsOf, putObject, requireObject,
-  type Hwpt, type IDevice, type Ioas, type Range,
+  boundDevice, devicesOn, dropObject, findObject, hwptOfDomain, nextObjectId, objectAt, objectsOf, putObject, rangeData, rangeOf,
+  requireObject, type Hwpt, type IDevice, type Ioas, type Range, type RangeData,
 } from './iommufd-ctx.js';
 import type { Bdf } from './pci.js';
 import type { State } from './state.js';

@@ -1,12 +1,12 @@
 import type { Output } from './commands.js';
 import type { Prot } from './domain.js';
 import { fail } from './errors.js';
-import { ioasAlignment, mapArea, rangeData, rangeOf, unmapArea, type RangeData } from './hwpt.js';
+import { ioasAlignment, mapArea, unmapArea } from './hwpt.js';
 import {
   allocIova, areasIn, checkFixedIova, checkReserve, insertArea, iovaRanges, PAGE_SIZE,
 } from './io-pagetable.js';
 import {
-  dropObject, nextObjectId, objectAt, putObject, requireObject, type Area, type Ioas, type Range,
+  dropObject, nextObjectId, objectAt, putObject, rangeData, rangeOf, requireObject, type Area, type Ioas, type Range, type RangeData,
 } from './iommufd-ctx.js';
 import type { State } from './state.js';
 import type { Tx } from './tx.js';

@@ -2,6 +2,7 @@ import type { Prot } from './domain.js';
 import { fail } from './errors.js';
 import type { Bdf } from './pci.js';
 import { drop, put, type State } from './state.js';
+import { fromHex, toHex, type Hex } from './u64.js';
 
 /**
  * An iommufd context (an open /dev/iommu) and its object table (drivers/iommu/iommufd/main.c).
@@ -24,6 +25,17 @@ export type ObjectKind = IommufdObject['kind'];
 export interface Range {
   readonly start: bigint;
   readonly last: bigint;
+}
+
+/** A range as events carry it. */
+export type RangeData = { readonly start: Hex; readonly last: Hex };
+
+export function rangeData(r: Range): RangeData {
+  return { start: toHex(r.start), last: toHex(r.last) };
+}
+
+export function rangeOf(r: RangeData): Range {
+  return { start: fromHex(r.start), last: fromHex(r.last) };
 }
 
 /** A mapping of pinned memory: [iova, last] -> paddr... with the permissions the map asked for. */
