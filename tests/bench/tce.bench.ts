@@ -5,7 +5,7 @@ import { measure, report, type Measurement } from './harness.js';
 
 /**
  * TCE tables through the whole model path: IOMMU_IOAS_MAP / UNMAP decided on a state, programming
- * the HWPT's domain (TcesMapped / TcesCleared folded into the sparse table). The baseline writes the
+ * the HWPT's domain (IoasAreaMapped / IoasAreaUnmapped fold the TCEs into its sparse table). The baseline writes the
  * same TCE values (address | permission, one per IOMMU page) into one flat BigUint64Array, the
  * single-level table a kernel would fill, in the same run.
  *

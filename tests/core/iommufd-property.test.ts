@@ -1,4 +1,4 @@
-import { canonicalState, decide, fold, initialState, invariants, type Command, type IommuEvent, type State } from '@iommu-orch/core';
+import { canonicalState, decide, fold, initialState, invariants, invariantsAfter, type Command, type IommuEvent, type State } from '@iommu-orch/core';
 import { MemoryEventStore } from '@iommu-orch/store';
 import { logicalClock, Orchestrator, replay } from '@iommu-orch/orchestrator';
 import fc from 'fast-check';
@@ -34,8 +34,16 @@ function checkOutput(state: State, c: Command, output: Record<string, unknown>):
   }
 }
 
+/** Between commands (not inside one): an automatic HWPT always has a device attached. */
+function autoHwptsHaveDevices(state: State): void {
+  for (const ctx of Object.values(state.iommufd)) {
+    const objects = Object.values(ctx.objects);
+    for (const h of objects) if (h.kind === 'hwpt' && h.auto) expect(objects.some((o) => o.kind === 'device' && o.hwpt === h.id)).toBe(true);
+  }
+}
+
 describe('iommufd layer (fast-check)', () => {
-  it('keeps every invariant, refuses without effect, reports consistent outputs and replays to the same state', () => {
+  it('keeps every invariant after every event, refuses without effect, reports consistent outputs and replays to the same state', () => {
     fc.assert(
       fc.property(iommufdCommandsArb, (commands) => {
         let state = initialState;
@@ -44,9 +52,15 @@ describe('iommufd layer (fast-check)', () => {
           const d = decide(state, c);
           if (!d.ok) continue;
           checkOutput(state, c, d.output);
+          let prev = state;
+          for (const next of d.states) {
+            expect(invariantsAfter(prev, next)).toEqual([]);
+            prev = next;
+          }
           events.push(...d.events);
           state = d.state;
           expect(invariants(state)).toEqual([]);
+          autoHwptsHaveDevices(state);
         }
         const stored = JSON.parse(JSON.stringify(events)) as IommuEvent[];
         expect(canonicalState(fold(stored, initialState))).toBe(canonicalState(state));
@@ -140,5 +154,38 @@ describe('IOAS areas against a reference model (fast-check)', () => {
       }),
       { numRuns: 150 },
     );
+  });
+});
+
+describe('iommufd invariants catch a broken fold', () => {
+  const base = apply(
+    initialState,
+    { type: 'addPhb', phb: 0, platform: 'powernv', generation: 'PHB4' },
+    { type: 'addDevice', bdf: '0000:01:00.0', ...NVME },
+    { type: 'ioasAlloc', context: 'vm1' },
+    { type: 'iommufdBind', context: 'vm1', bdf: '0000:01:00.0' },
+    { type: 'deviceAttach', context: 'vm1', device: 2, ptId: 1 },
+    { type: 'ioasMap', context: 'vm1', ioas: 1, flags: ['FIXED_IOVA', 'READABLE'], iova: 0x10000n, length: 0x4000n, paddr: 0x40000000n },
+  );
+  const ioas = base.iommufd['vm1']!.objects[1]!;
+  if (ioas.kind !== 'ioas') throw new Error('fixture');
+  const damaged: Record<string, State> = {
+    'an area the domain does not translate': {
+      ...base,
+      iommufd: { vm1: { objects: { ...base.iommufd['vm1']!.objects, 1: { ...ioas, areas: [...ioas.areas, { ...ioas.areas[0]!, iova: 0x20000n, last: 0x20fffn }] } } } },
+    },
+    'a reservation lost': {
+      ...base,
+      iommufd: { vm1: { objects: { ...base.iommufd['vm1']!.objects, 1: { ...ioas, reserved: ioas.reserved.slice(1) } } } },
+    },
+    'a device left attached to a missing HWPT': {
+      ...base,
+      iommufd: { vm1: { objects: { ...base.iommufd['vm1']!.objects, 2: { kind: 'device', id: 2, bdf: '0000:01:00.0', hwpt: 9 } } } },
+    },
+  };
+  it.each(Object.entries(damaged))('%s', (_name, bad) => {
+    expect(invariants(base)).toEqual([]);
+    expect(invariants(bad).length).toBeGreaterThan(0);
+    expect(invariantsAfter(base, bad).length).toBeGreaterThan(0);
   });
 });

@@ -56,3 +56,23 @@ export function map(iova: bigint, pgcount: number, paddr = 0x2000_0000n, prot: P
 export function unmap(iova: bigint, pgcount: number, pgsize = 0x1000n): Command {
   return { type: 'unmapPages', context: 'vm1', domain: 1, iova, pgsize, pgcount };
 }
+
+/** Mellanox ConnectX-5 Ex PF (real-world.md L6): VFs 15b3:1018 from function 2 on. */
+export const CX5_PF = { vendor: 0x15b3, device: 0x1019, classCode: 0x020700, totalVfs: 8, vfOffset: 2, vfStride: 1, vfDevice: 0x1018 } as const;
+
+/** A POWER9 host with a ConnectX-5 PF (mlx5_core) at 0002:01:00.0 in slot C2, plus powernvHost. */
+export function sriovHost(): State {
+  return apply(
+    powernvHost(),
+    { type: 'addPhb', phb: 2, platform: 'powernv', generation: 'PHB4' },
+    { type: 'addDevice', bdf: '0002:00:00.0', ...ROOT_PORT, driver: 'pcieport' },
+    { type: 'registerSlot', slot: 'C2', phb: 2, bus: 1 },
+    { type: 'enableSlot', slot: 'C2', devices: [{ bdf: '0002:01:00.0', ...CX5_PF, driver: 'mlx5_core' }] },
+  );
+}
+
+/** The events a command would emit (their types), or the refusal code. */
+export function eventTypes(state: State, command: Command): string[] | string {
+  const d = decide(state, command);
+  return d.ok ? d.events.map((e) => e.type) : d.error.code;
+}

@@ -10,16 +10,14 @@ import type { Json } from './view.js';
  */
 export type Command =
   | { readonly type: 'addPhb'; readonly phb: number; readonly platform: Platform; readonly generation: PhbGeneration; readonly numPes?: number }
-  | {
-      readonly type: 'addDevice';
-      readonly bdf: string;
-      readonly vendor: number;
-      readonly device: number;
-      readonly classCode: number;
-      readonly bridge?: boolean;
-      readonly driver?: string | null;
-    }
+  | ({ readonly type: 'addDevice' } & DeviceFields)
   | { readonly type: 'removeDevice'; readonly bdf: string; readonly surprise?: boolean }
+  | { readonly type: 'requestRemoval'; readonly bdf: string }
+  | { readonly type: 'setNumVfs'; readonly bdf: string; readonly numVfs: number; readonly vfDriver?: string | null }
+  | { readonly type: 'registerSlot'; readonly slot: string; readonly phb: number; readonly bus: number }
+  | { readonly type: 'enableSlot'; readonly slot: string; readonly devices?: readonly DeviceFields[] }
+  | { readonly type: 'disableSlot'; readonly slot: string; readonly surprise?: boolean }
+  | { readonly type: 'unregisterSlot'; readonly slot: string }
   | { readonly type: 'bindDriver'; readonly bdf: string; readonly driver: string }
   | { readonly type: 'unbindDriver'; readonly bdf: string }
   | { readonly type: 'claimDevice'; readonly context: string; readonly bdf: string }
@@ -96,6 +94,20 @@ export type Command =
   | { readonly type: 'rtasResetPeDmaWindows'; readonly phb: number };
 
 export type CommandType = Command['type'];
+
+/** A PCI function as addDevice (and a slot's rescan) describes it. */
+export interface DeviceFields {
+  readonly bdf: string;
+  readonly vendor: number;
+  readonly device: number;
+  readonly classCode: number;
+  readonly bridge?: boolean;
+  readonly driver?: string | null;
+  readonly totalVfs?: number;
+  readonly vfOffset?: number;
+  readonly vfStride?: number;
+  readonly vfDevice?: number;
+}
 
 /** What an accepted command reports back (ids, byte counts, addresses as hex, lists of ranges). */
 export type Output = Readonly<Record<string, Json>>;

@@ -6,19 +6,28 @@ import type { IommuEvent } from './events.js';
 import { claimDevice, releaseDevice } from './group.js';
 import { apertures, hwptAlloc } from './hwpt.js';
 import { getHwInfo } from './hw-info.js';
-import { attachIdevice, bindDevice, detachIdevice, releaseForRemoval, replaceIdevice, unbindDevice } from './idevice.js';
+import { attachIdevice, bindDevice, detachIdevice, replaceIdevice, unbindDevice } from './idevice.js';
 import { ioasAddReserved, ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap } from './ioas.js';
 import { objectAt, rangeData, refuseIfIommufdDevice, refuseIfIommufdDomain } from './iommufd-ctx.js';
 import { closeContext, destroyObject } from './iommufd-destroy.js';
 import { normalizeBdf } from './pci.js';
 import { rtasCreate, rtasQuery, rtasRemove, rtasReset } from './rtas.js';
+import { disableSlot, enableSlot, registerSlot, unregisterSlot } from './slot.js';
+import { setNumVfs } from './sriov.js';
 import type { State } from './state.js';
-import { addDevice, addPhb, bindDriver, removeDevice, unbindDriver } from './topology.js';
+import { addDevice, addPhb, bindDriver, removeDevice, requestRemoval, unbindDriver } from './topology.js';
 import { Tx } from './tx.js';
 import { toHex } from './u64.js';
 
 export type Decision =
-  | { readonly ok: true; readonly events: readonly IommuEvent[]; readonly output: Output; readonly state: State }
+  | {
+      readonly ok: true;
+      readonly events: readonly IommuEvent[];
+      readonly output: Output;
+      readonly state: State;
+      /** The state after each event (the last one is `state`). */
+      readonly states: readonly State[];
+    }
   | { readonly ok: false; readonly error: IommuError };
 
 /**
@@ -30,7 +39,7 @@ export function decide(state: State, command: Command): Decision {
   const tx = new Tx(state);
   try {
     const output = run(tx, command);
-    return { ok: true, events: tx.events, output, state: tx.state };
+    return { ok: true, events: tx.events, output, state: tx.state, states: tx.states };
   } catch (e) {
     if (IommuError.is(e)) return { ok: false, error: e };
     throw e;
@@ -48,9 +57,28 @@ function run(tx: Tx, c: Command): Output {
       return { bdf, pe: dev.pe, group: dev.group };
     }
     case 'removeDevice':
-      releaseForRemoval(tx, bdf(c.bdf), c.surprise ?? false);
       removeDevice(tx, bdf(c.bdf), c.surprise ?? false);
       return {};
+    case 'requestRemoval':
+      return { requested: requestRemoval(tx, bdf(c.bdf)) };
+    case 'setNumVfs': {
+      setNumVfs(tx, bdf(c.bdf), c.numVfs, c.vfDriver);
+      const vfs = tx.state.devices[bdf(c.bdf)]!.sriov!.vfs;
+      return { numVfs: vfs.length, vfs: vfs.join(' ') };
+    }
+    case 'registerSlot':
+      return { slot: c.slot, state: registerSlot(tx, c.slot, c.phb, c.bus) };
+    case 'enableSlot': {
+      const added = enableSlot(tx, c.slot, c.devices ?? []);
+      return { state: tx.state.slots[c.slot]!.state, added };
+    }
+    case 'disableSlot': {
+      const removed = disableSlot(tx, c.slot, c.surprise ?? false);
+      return { state: tx.state.slots[c.slot]!.state, removed };
+    }
+    case 'unregisterSlot':
+      unregisterSlot(tx, c.slot);
+      return { state: tx.state.slots[c.slot]!.state };
     case 'bindDriver':
       bindDriver(tx, bdf(c.bdf), c.driver);
       return {};

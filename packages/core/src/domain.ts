@@ -1,7 +1,8 @@
 import { defaultWindow, resolveWindows, type WindowData, type WindowSpec } from './ddw.js';
 import { fail } from './errors.js';
-import { requireGroupOf } from './group.js';
+import { requireGroupOf, requireWholeGroup } from './group.js';
 import type { Bdf } from './pci.js';
+import { unmapAll } from './pinning.js';
 import { drop, put, without, type DomainWindow, type Group, type PagingDomain, type State } from './state.js';
 import { HOST_PAGE_SHIFT } from './tce-levels.js';
 import {
@@ -102,6 +103,7 @@ export function freeDomain(tx: Tx, context: string, id: number): void {
   const d = requireDomain(tx.state, context, id);
   const group = tx.state.groups[d.group];
   if (group?.domain.type === 'paging' && group.domain.id === id) fail('EBUSY', `domain ${id} is attached to group ${group.id}`);
+  unmapAll(tx, id);
   tx.emit({ type: 'PagingDomainFreed', data: { domain: id, reason: 'user' } });
 }
 
@@ -124,7 +126,10 @@ export function attachDevice(tx: Tx, context: string, id: number, bdf: Bdf): voi
   if (group.domain.type === 'paging' && group.domain.id !== id) {
     fail('EINVAL', `group ${group.id} is attached to domain ${group.domain.id}; every device of a group shares one domain`);
   }
-  if (group.domain.type === 'blocked') programWindows(tx, d);
+  if (group.domain.type === 'blocked') {
+    requireWholeGroup(group, context);
+    programWindows(tx, d);
+  }
   tx.emit({ type: 'DeviceAttached', data: { domain: id, group: group.id, bdf } });
 }
 
@@ -139,7 +144,7 @@ export function detachDevice(tx: Tx, context: string, bdf: Bdf): void {
 }
 
 /** set_window for each window of the domain: the slots must be free (EBUSY otherwise). */
-export function programWindows(tx: Tx, d: PagingDomain): void {
+function programWindows(tx: Tx, d: PagingDomain): void {
   const pe = tx.state.pes[d.pe]!;
   for (const w of d.windows) if (pe.windows[w.slot]) fail('EBUSY', `${pe.id} window slot ${w.slot} is in use`);
   for (const w of d.windows) {
@@ -153,7 +158,7 @@ export function programWindows(tx: Tx, d: PagingDomain): void {
   }
 }
 
-export function unprogramWindows(tx: Tx, d: PagingDomain): void {
+function unprogramWindows(tx: Tx, d: PagingDomain): void {
   for (const w of d.windows) tx.emit({ type: 'WindowUnset', data: { pe: d.pe, slot: w.slot } });
 }
 
@@ -274,20 +279,35 @@ export function evolveDomain(state: State, event: PagingDomainEvent): State {
     }
     case 'TcesMapped': {
       const e = event.data;
-      const pgsize = fromHex(e.pgsize);
-      const base = fromHex(e.paddr) | BigInt(e.perm);
-      return updateTable(state, e.domain, fromHex(e.iova), pgsize, (table, first) => tceWriteRun(table, first, e.pgcount, base, pgsize));
+      const d = mapRange(state.domains[e.domain]!, fromHex(e.iova), fromHex(e.pgsize) * BigInt(e.pgcount), fromHex(e.paddr) | BigInt(e.perm));
+      return { ...state, domains: put(state.domains, d.id, d) };
     }
     case 'TcesCleared': {
       const e = event.data;
-      return updateTable(state, e.domain, fromHex(e.iova), fromHex(e.pgsize), (table, first) => tceClearRange(table, first, e.pgcount));
+      const d = unmapRange(state.domains[e.domain]!, fromHex(e.iova), fromHex(e.pgsize) * BigInt(e.pgcount));
+      return { ...state, domains: put(state.domains, d.id, d) };
     }
   }
 }
 
-/** Replaces the table of the window holding `iova`, given the first index there. */
-function updateTable(state: State, id: number, iova: bigint, pgsize: bigint, change: (table: DomainWindow['table'], first: number) => DomainWindow['table']): State {
-  const d = state.domains[id]!;
-  const windows = d.windows.map((w) => (iova >= w.start && iova <= w.last ? { ...w, table: change(w.table, Number((iova - w.start) / pgsize)) } : w));
-  return { ...state, domains: put(state.domains, id, { ...d, windows }) };
+/**
+ * The domain with [iova, iova+length) translated, page after page, from `tce` (address | permission
+ * bits) in the window holding iova. The caller checked the range fits that window and its pages.
+ */
+export function mapRange(d: PagingDomain, iova: bigint, length: bigint, tce: bigint): PagingDomain {
+  return changeWindow(d, iova, (w, first, count) => tceWriteRun(w.table, first, count, tce, 1n << BigInt(w.table.pageShift)), length);
+}
+
+/** The domain with the TCEs of [iova, iova+length) cleared. */
+export function unmapRange(d: PagingDomain, iova: bigint, length: bigint): PagingDomain {
+  return changeWindow(d, iova, (w, first, count) => tceClearRange(w.table, first, count), length);
+}
+
+function changeWindow(d: PagingDomain, iova: bigint, change: (w: DomainWindow, first: number, count: number) => DomainWindow['table'], length: bigint): PagingDomain {
+  const windows = d.windows.map((w) => {
+    if (iova < w.start || iova > w.last) return w;
+    const shift = BigInt(w.table.pageShift);
+    return { ...w, table: change(w, Number((iova - w.start) >> shift), Number(length >> shift)) };
+  });
+  return { ...d, windows };
 }

@@ -6,6 +6,7 @@ import type { IdeviceEvent } from './idevice.js';
 import type { IoasEvent } from './ioas.js';
 import type { IommufdCtxEvent } from './iommufd-destroy.js';
 import type { PeEvent } from './pe.js';
+import type { SlotEvent } from './slot.js';
 import type { TopologyEvent } from './topology.js';
 import type { WindowEvent } from './window.js';
 
@@ -14,12 +15,19 @@ import type { WindowEvent } from './window.js';
  * stored is exactly what is folded on replay.
  */
 export type IommuEvent =
-  | TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent
+  | TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent | SlotEvent
   | DdwEvent | IoasEvent | HwptEvent | IdeviceEvent | IommufdCtxEvent;
 export type IommuEventType = IommuEvent['type'];
 
-/** Schema version of the event payloads written by this code. */
-export const EVENT_SCHEMA_VERSION = 1;
+/**
+ * Schema version of the event payloads written by this code. 2: DeviceAdded may carry `pf` and
+ * `sriov`, PeCreated `vf` (SR-IOV); a build reading up to 1 would fold those events without them and
+ * build another state, so it must refuse them. 3: PagingDomainAllocated carries its `windows` (one or
+ * two) instead of one window's slot/start/size/pageShift, and a kernel table may be `dynamic` (a
+ * pSeries DDW); a build reading up to 2 would fold those wrongly. Events of versions 1 and 2 read the
+ * same as before.
+ */
+export const EVENT_SCHEMA_VERSION = 3;
 
 const TYPES: Record<IommuEventType, true> = {
   PhbAdded: true, DeviceAdded: true, DeviceRemoved: true, DriverBound: true, DriverUnbound: true,
@@ -28,11 +36,12 @@ const TYPES: Record<IommuEventType, true> = {
   GroupCreated: true, GroupRemoved: true, DmaOwnerClaimed: true, DmaOwnerReleased: true,
   PagingDomainAllocated: true, PagingDomainFreed: true, DeviceAttached: true, DeviceDetached: true,
   TcesMapped: true, TcesCleared: true,
+  RemovalRequested: true, SlotRegistered: true, SlotStateChanged: true,
   PhbOptionSet: true,
   IoasAllocated: true, IoasDestroyed: true, IoasAreaMapped: true, IoasAreaUnmapped: true, IoasAllowedSet: true, IoasTestReserved: true,
   HwptAllocated: true, HwptDestroyed: true,
-  IommufdDeviceBound: true, IommufdDeviceUnbound: true, IommufdDeviceAttached: true, IommufdDeviceReplaced: true,
-  IommufdDeviceDetached: true, GroupDomainReplaced: true, IommufdClosed: true,
+  IommufdDeviceBound: true, IommufdDeviceUnbound: true, IommufdDeviceAttached: true, IommufdDeviceDetached: true,
+  IommufdGroupReplaced: true, IommufdClosed: true,
 };
 export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];
 

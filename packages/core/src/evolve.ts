@@ -7,6 +7,8 @@ import { evolveIdevice } from './idevice.js';
 import { evolveIoas } from './ioas.js';
 import { evolveIommufdCtx } from './iommufd-destroy.js';
 import { evolvePe } from './pe.js';
+import { evolvePinned } from './pinning.js';
+import { evolveSlot } from './slot.js';
 import type { State } from './state.js';
 import { evolveTopology } from './topology.js';
 import { evolveWindow } from './window.js';
@@ -24,6 +26,7 @@ function route(state: State, event: IommuEvent): State {
     case 'DeviceRemoved':
     case 'DriverBound':
     case 'DriverUnbound':
+    case 'RemovalRequested':
       return evolveTopology(state, event);
     case 'PeCreated':
     case 'PeReleased':
@@ -41,9 +44,13 @@ function route(state: State, event: IommuEvent): State {
     case 'PagingDomainFreed':
     case 'DeviceAttached':
     case 'DeviceDetached':
+      return evolveDomain(state, event);
     case 'TcesMapped':
     case 'TcesCleared':
-      return evolveDomain(state, event);
+      return evolvePinned(state, evolveDomain(state, event), event.data.domain);
+    case 'SlotRegistered':
+    case 'SlotStateChanged':
+      return evolveSlot(state, event);
     case 'PhbOptionSet':
       return evolveDdw(state, event);
     case 'IoasAllocated':
@@ -59,9 +66,8 @@ function route(state: State, event: IommuEvent): State {
     case 'IommufdDeviceBound':
     case 'IommufdDeviceUnbound':
     case 'IommufdDeviceAttached':
-    case 'IommufdDeviceReplaced':
     case 'IommufdDeviceDetached':
-    case 'GroupDomainReplaced':
+    case 'IommufdGroupReplaced':
       return evolveIdevice(state, event);
     case 'IommufdClosed':
       return evolveIommufdCtx(state, event);

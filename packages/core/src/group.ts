@@ -40,6 +40,8 @@ export function requireGroupOf(state: State, bdf: Bdf): Group {
  */
 export function claimDevice(tx: Tx, context: string, bdf: Bdf): void {
   const group = requireGroupOf(tx.state, bdf);
+  // vfio has dropped the device's registration: the removal only waits for current users.
+  if (tx.state.devices[bdf]!.removalRequested) fail('ENODEV', `${bdf} is being removed`);
   const drivers = group.devices.filter((d) => tx.state.devices[d]!.driver !== null);
   if (drivers.length > 0) {
     fail('EPERM', `group ${group.id}: kernel driver ${tx.state.devices[drivers[0]!]!.driver} is bound to ${drivers[0]}`);
@@ -52,6 +54,18 @@ export function claimDevice(tx: Tx, context: string, bdf: Bdf): void {
     clearWindows(tx, group.pe);
   }
   tx.emit({ type: 'DmaOwnerClaimed', data: { group: group.id, bdf, context } });
+}
+
+/**
+ * A group is assigned whole or not at all: before it is attached to a paging domain, every endpoint in
+ * it must be claimed by the attaching context (bridges are never in a group and stay with the host).
+ * EINVAL, as legacy VFIO answers a device open in a group that is not viable.
+ */
+export function requireWholeGroup(group: Group, context: string): void {
+  const missing = group.devices.filter((d) => !group.claimed.includes(d));
+  if (missing.length > 0) {
+    fail('EINVAL', `group ${group.id} is not viable for context ${context}: ${missing.join(', ')} not claimed; a group is assigned whole or not at all`);
+  }
 }
 
 /** iommu_device_release_dma_owner: the last release returns the group to the platform domain. */

@@ -1,12 +1,13 @@
 import type { WindowSpec } from './ddw.js';
-import { allocPagingDomain, mapPages, smallestPage, unmapPages, windowAt } from './domain.js';
+import { allocPagingDomain, mapRange, smallestPage, tcePerm, unmapRange, windowAt } from './domain.js';
 import { fail } from './errors.js';
 import { checkReserve, holesIn, PAGE_SIZE } from './io-pagetable.js';
 import {
   dropObject, findObject, nextObjectId, objectAt, putObject, rangeData, rangeOf, requireObject,
   type Area, type Hwpt, type IDevice, type Ioas, type Range, type RangeData,
 } from './iommufd-ctx.js';
-import type { PagingDomain, State } from './state.js';
+import { evolvePinned, unmapAll } from './pinning.js';
+import { put, type PagingDomain, type State } from './state.js';
 import type { Tx } from './tx.js';
 import { toHex, U64_MAX } from './u64.js';
 
@@ -17,7 +18,8 @@ import { toHex, U64_MAX } from './u64.js';
  *   IOAS alignment may grow to the domain's smallest page (EINVAL above PAGE_SIZE, EADDRINUSE for an
  *   area it misaligns), the gaps around and between the domain's apertures become reserved ranges
  *   owned by the HWPT (EADDRINUSE over an area or an allowed range), and every area is mapped into
- *   the domain. So allocating a HWPT already narrows the IOAS's IOVA ranges.
+ *   the domain (HwptAllocated fills it: one event, so the HWPT and the IOAS agree after every event).
+ *   So allocating a HWPT already narrows the IOAS's IOVA ranges.
  * - Window parameters (which window, page shift, size, levels) travel as the allocation's user data,
  *   as the RFC thread proposes for the second window; without them the domain gets window 0.
  * - Destroying a HWPT unmaps every area from its domain, drops its reservations and frees the domain.
@@ -83,40 +85,47 @@ export function createHwpt(tx: Tx, context: string, dev: IDevice, ioas: Ioas, wi
   }
   const gaps = holesIn(apertures(d), 0n, U64_MAX);
   checkReserve(ioas, gaps, `outside the apertures of domain ${domain}`);
-  for (const area of ioas.areas) mapArea(tx, context, domain, area);
+  for (const area of ioas.areas) checkAreaFits(d, area);
   const id = nextObjectId(tx.state, context);
   tx.emit({ type: 'HwptAllocated', data: { context, hwpt: id, ioas: ioas.id, domain, auto, reserved: gaps.map(rangeData) } });
   return id;
 }
 
 /**
- * iommu_map of one area into a domain. The core picks the page size the window uses; the driver
- * refuses (EINVAL) an area that is not aligned to it, which happens when the other window or
- * another domain sets a smaller IOVA alignment.
+ * What iommu_map of an area asks of the driver. The area lies in one window (reserved ranges cover
+ * everything else); the core picks the page size that window uses, and the driver refuses (EINVAL)
+ * an area not aligned to it, which happens when the other window or another domain sets a smaller
+ * IOVA alignment.
  */
-export function mapArea(tx: Tx, context: string, domain: number, area: Area): void {
-  const d = tx.state.domains[domain]!;
+export function checkAreaFits(d: PagingDomain, area: Area): void {
   const w = windowAt(d, area.iova)!;
   const page = 1n << BigInt(w.table.pageShift);
-  const length = area.last - area.iova + 1n;
-  if ((area.iova | area.paddr | length) & (page - 1n)) {
-    fail('EINVAL', `window ${w.slot} of domain ${domain} maps ${toHex(page)} pages: the area [${toHex(area.iova)}, ${toHex(area.last)}] -> ${toHex(area.paddr)} is not aligned to them`);
+  if ((area.iova | area.paddr | (area.last + 1n)) & (page - 1n)) {
+    fail('EINVAL', `window ${w.slot} of domain ${d.id} maps ${toHex(page)} pages: the area [${toHex(area.iova)}, ${toHex(area.last)}] -> ${toHex(area.paddr)} is not aligned to them`);
   }
-  mapPages(tx, context, domain, { iova: area.iova, paddr: area.paddr, pgsize: page, pgcount: Number(length / page), prot: area.prot });
 }
 
-export function unmapArea(tx: Tx, context: string, domain: number, area: Area): void {
-  const w = windowAt(tx.state.domains[domain]!, area.iova)!;
-  const page = 1n << BigInt(w.table.pageShift);
-  unmapPages(tx, context, domain, area.iova, page, Number((area.last - area.iova + 1n) / page));
+/** The TCE value for the first page of an area: its address and permission bits. */
+export function areaTce(area: Area): bigint {
+  return area.paddr | tcePerm(area.prot);
 }
 
-/** Removes the domain from its IOAS (unmapping every area) and frees it. The caller checks users. */
+/** The domain with the area's pages mapped / cleared, and the context's pinned count following. */
+export function withArea(state: State, domain: number, area: Area, mapped: boolean): State {
+  const d = state.domains[domain]!;
+  const length = area.last - area.iova + 1n;
+  const next = mapped ? mapRange(d, area.iova, length, areaTce(area)) : unmapRange(d, area.iova, length);
+  return evolvePinned(state, { ...state, domains: put(state.domains, domain, next) }, domain);
+}
+
+/**
+ * Removes the domain from its IOAS and frees it. The HWPT goes first (with its reservations); the
+ * domain, no longer filled by the IOAS, is then unmapped and freed. The caller checks users.
+ */
 export function destroyHwpt(tx: Tx, context: string, id: number): void {
   const h = objectAt(tx.state, context, id, 'hwpt');
-  const ioas = objectAt(tx.state, context, h.ioas, 'ioas');
   tx.emit({ type: 'HwptDestroyed', data: { context, hwpt: id } });
-  for (const area of ioas.areas) unmapArea(tx, context, h.domain, area);
+  unmapAll(tx, h.domain);
   tx.emit({ type: 'PagingDomainFreed', data: { domain: h.domain, reason: 'user' } });
 }
 
@@ -128,7 +137,9 @@ export function evolveHwpt(state: State, event: HwptEvent): State {
       const h: Hwpt = { kind: 'hwpt', id: hwpt, ioas: e.ioas, domain: e.domain, auto: e.auto };
       const ioas = objectAt(state, context, e.ioas, 'ioas');
       const reserved = [...ioas.reserved, ...e.reserved.map((r) => ({ ...rangeOf(r), owner: { kind: 'hwpt' as const, id: hwpt } }))];
-      return putObject(putObject(state, context, h), context, { ...ioas, hwpts: [...ioas.hwpts, hwpt], reserved });
+      let next = putObject(putObject(state, context, h), context, { ...ioas, hwpts: [...ioas.hwpts, hwpt], reserved });
+      for (const area of ioas.areas) next = withArea(next, e.domain, area, true);
+      return next;
     }
     case 'HwptDestroyed': {
       const h = objectAt(state, context, hwpt, 'hwpt');

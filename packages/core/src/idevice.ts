@@ -1,4 +1,4 @@
-import { attachDevice, detachDevice, programWindows, unprogramWindows } from './domain.js';
+import { attachDevice, detachDevice } from './domain.js';
 import { fail, IommuError } from './errors.js';
 import { claimDevice, releaseDevice, requireGroupOf, updateGroup } from './group.js';
 import { createHwpt, destroyHwpt } from './hwpt.js';
@@ -8,7 +8,7 @@ import {
   requireObject, type Hwpt, type IDevice, type Ioas, type Range, type RangeData,
 } from './iommufd-ctx.js';
 import type { Bdf } from './pci.js';
-import type { State } from './state.js';
+import { put, type State, type Window } from './state.js';
 import { Tx } from './tx.js';
 
 /**
@@ -34,16 +34,21 @@ export type IdeviceEvent =
       readonly type: 'IommufdDeviceAttached';
       readonly data: { readonly context: string; readonly device: number; readonly hwpt: number; readonly reserved: readonly RangeData[] };
     }
-  | {
-      /** Moves the device to another HWPT; its reservations move to that HWPT's IOAS. */
-      readonly type: 'IommufdDeviceReplaced';
-      readonly data: { readonly context: string; readonly device: number; readonly hwpt: number; readonly reserved: readonly RangeData[] };
-    }
   | { readonly type: 'IommufdDeviceDetached'; readonly data: { readonly context: string; readonly device: number } }
   | {
-      /** iommu_group_replace_domain: the group moves from one paging domain to another directly. */
-      readonly type: 'GroupDomainReplaced';
-      readonly data: { readonly group: number; readonly domain: number };
+      /**
+       * iommufd_device_replace as one fact: the group moves to the HWPT's domain directly (its windows
+       * are reprogrammed, iommu_group_replace_domain), and every device of the group attached through
+       * the context moves with it, its reservations going to the new HWPT's IOAS.
+       */
+      readonly type: 'IommufdGroupReplaced';
+      readonly data: {
+        readonly context: string;
+        readonly group: number;
+        readonly hwpt: number;
+        readonly domain: number;
+        readonly devices: readonly { readonly device: number; readonly reserved: readonly RangeData[] }[];
+      };
     };
 
 /** The PHB's 32-bit MMIO window, M32 at 2 GiB up to 4 GiB (MSIs in its top 64 KiB on PowerNV). */
@@ -107,8 +112,8 @@ export function detachIdevice(tx: Tx, context: string, devId: number): void {
   const dev = requireObject(tx.state, context, devId, 'device');
   if (dev.hwpt === null) return;
   const hwpt = dev.hwpt;
-  detachDevice(tx, context, dev.bdf);
   tx.emit({ type: 'IommufdDeviceDetached', data: { context, device: devId } });
+  detachDevice(tx, context, dev.bdf);
   putHwpt(tx, context, hwpt);
 }
 
@@ -157,13 +162,11 @@ function doReplace(tx: Tx, context: string, dev: IDevice, hwpt: Hwpt): void {
   if (next.group !== group.id) fail('EINVAL', `HWPT ${hwpt.id}'s domain serves group ${next.group}; DEVICE ${dev.id} is in group ${group.id}`);
   // A domain serves one group, so the devices on the old HWPT are the group's attached devices.
   const members = devicesOn(tx.state, context, old.id);
-  const reserved = members.map((m) => reserveFor(tx.state, context, hwpt.ioas, m));
-  unprogramWindows(tx, tx.state.domains[old.domain]!);
-  programWindows(tx, next);
-  tx.emit({ type: 'GroupDomainReplaced', data: { group: group.id, domain: next.id } });
-  members.forEach((m, i) => {
-    tx.emit({ type: 'IommufdDeviceReplaced', data: { context, device: m.id, hwpt: hwpt.id, reserved: reserved[i]!.map(rangeData) } });
-  });
+  const devices = members.map((m) => ({ device: m.id, reserved: reserveFor(tx.state, context, hwpt.ioas, m).map(rangeData) }));
+  const pe = tx.state.pes[group.pe]!;
+  const freed = new Set(tx.state.domains[old.domain]!.windows.map((w) => w.slot));
+  for (const w of next.windows) if (pe.windows[w.slot] && !freed.has(w.slot)) fail('EBUSY', `${pe.id} window slot ${w.slot} is in use`);
+  tx.emit({ type: 'IommufdGroupReplaced', data: { context, group: group.id, hwpt: hwpt.id, domain: next.id, devices } });
   putHwpt(tx, context, old.id);
 }
 
@@ -205,26 +208,41 @@ export function evolveIdevice(state: State, event: IdeviceEvent): State {
     }
     case 'IommufdDeviceUnbound':
       return dropObject(state, event.data.context, event.data.device);
-    case 'IommufdDeviceAttached':
-    case 'IommufdDeviceReplaced': {
+    case 'IommufdDeviceAttached': {
       const { context, device, hwpt, reserved } = event.data;
-      const dev = objectAt(state, context, device, 'device');
-      let next = dev.hwpt === null ? state : unreserve(state, context, dev);
-      const ioas = objectAt(next, context, objectAt(next, context, hwpt, 'hwpt').ioas, 'ioas');
-      const owner = { kind: 'device' as const, id: device };
-      next = putObject(next, context, { ...ioas, reserved: [...ioas.reserved, ...reserved.map((r) => ({ ...rangeOf(r), owner }))] });
-      return putObject(next, context, { ...dev, hwpt });
+      return moveDevice(state, context, device, hwpt, reserved);
     }
     case 'IommufdDeviceDetached': {
       const { context, device } = event.data;
       const dev = objectAt(state, context, device, 'device');
       return putObject(unreserve(state, context, dev), context, { ...dev, hwpt: null });
     }
-    case 'GroupDomainReplaced': {
-      const g = state.groups[event.data.group]!;
-      return updateGroup(state, { ...g, domain: { type: 'paging', id: event.data.domain } });
+    case 'IommufdGroupReplaced': {
+      const e = event.data;
+      const g = state.groups[e.group]!;
+      const old = state.domains[g.domain.type === 'paging' ? g.domain.id : -1];
+      const next = state.domains[e.domain]!;
+      const pe = state.pes[g.pe]!;
+      const windows: [Window | null, Window | null] = [pe.windows[0], pe.windows[1]];
+      for (const w of old?.windows ?? []) windows[w.slot] = null;
+      for (const w of next.windows) {
+        windows[w.slot] = { start: w.start, size: w.last - w.start + 1n, pageShift: w.table.pageShift, table: { kind: 'domain', domain: next.id } };
+      }
+      let s = updateGroup({ ...state, pes: put(state.pes, pe.id, { ...pe, windows }) }, { ...g, domain: { type: 'paging', id: next.id } });
+      for (const d of e.devices) s = moveDevice(s, e.context, d.device, e.hwpt, d.reserved);
+      return s;
     }
   }
+}
+
+/** The device attached to `hwpt`, its reservations moved from its old HWPT's IOAS (if any) to the new one's. */
+function moveDevice(state: State, context: string, device: number, hwpt: number, reserved: readonly RangeData[]): State {
+  const dev = objectAt(state, context, device, 'device');
+  let next = dev.hwpt === null ? state : unreserve(state, context, dev);
+  const ioas = objectAt(next, context, objectAt(next, context, hwpt, 'hwpt').ioas, 'ioas');
+  const owner = { kind: 'device' as const, id: device };
+  next = putObject(next, context, { ...ioas, reserved: [...ioas.reserved, ...reserved.map((r) => ({ ...rangeOf(r), owner }))] });
+  return putObject(next, context, { ...dev, hwpt });
 }
 
 /** Drops the device's reservations from the IOAS of the HWPT it is attached to. */

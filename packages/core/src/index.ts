@@ -2,18 +2,21 @@
  * @iommu-orch/core: the pure domain model of the PPC64 sPAPR TCE IOMMU.
  * decide(state, command) -> events | typed error; evolve(state, event) -> state; invariants(state).
  */
-export type { Command, CommandType, Output } from './commands.js';
+export type { Command, CommandType, DeviceFields, Output } from './commands.js';
 export { decide, type Decision } from './decide.js';
 export { evolve, fold } from './evolve.js';
 export { EVENT_SCHEMA_VERSION, EVENT_TYPES, isEventType, type IommuEvent, type IommuEventType } from './events.js';
 export { ERRNO_CODES, HCALL_CODES, IommuError, RTAS_CODES, type ErrnoCode, type ErrorCode, type HcallCode, type RtasCode } from './errors.js';
-export { invariants, type Violation } from './invariants.js';
+export { invariants, invariantsAfter, type Violation } from './invariants.js';
 export {
   formatBdf, isBridgeClass, normalizeBdf, parseBdf, PHB_PAGE_SHIFTS, PLATFORM_GENERATIONS,
   type Bdf, type PciAddress, type PhbGeneration, type Platform,
 } from './pci.js';
+export { slotDevices } from './slot.js';
 export { initialState } from './state.js';
-export type { Device, DomainRef, DomainWindow, Group, PagingDomain, Pe, PeId, Phb, State, TableGroup, TableRef, Window } from './state.js';
+export type {
+  Device, DomainRef, DomainWindow, Group, PagingDomain, Pe, PeId, Phb, Slot, SlotState, Sriov, State, TableGroup, TableRef, Window,
+} from './state.js';
 export {
   TCE_PCI_READ, TCE_PCI_WRITE, tceAllocatedBytes, tceClearRange, tceFirstValid, tceGet, tceLeafBases, tceRuns, tceTableCreate,
   tceValidRun, tceWriteRange, tceWriteRun,

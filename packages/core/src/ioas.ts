@@ -1,7 +1,7 @@
 import type { Output } from './commands.js';
 import type { Prot } from './domain.js';
 import { fail } from './errors.js';
-import { ioasAlignment, mapArea, unmapArea } from './hwpt.js';
+import { checkAreaFits, ioasAlignment, withArea } from './hwpt.js';
 import {
   allocIova, areasIn, checkFixedIova, checkReserve, insertArea, iovaRanges, PAGE_SIZE,
 } from './io-pagetable.js';
@@ -14,8 +14,9 @@ import { fromHex, toHex, U64_MAX, type Hex } from './u64.js';
 
 /**
  * IOAS objects and their ioctls (ioas.c over io_pagetable.c). Every map programs the TCEs of every
- * HWPT domain of the IOAS (TcesMapped) before the area is recorded, and every unmap clears them, so
- * iova_to_phys through any of those domains agrees with the IOAS.
+ * HWPT domain of the IOAS and every unmap clears them, in the same event that records the area
+ * (IoasAreaMapped / IoasAreaUnmapped), so iova_to_phys through any of those domains agrees with the
+ * IOAS after every event.
  *
  * Deliberate difference: the kernel's UNMAP removes the fully covered areas below the first area it
  * only partly covers and then fails with ENOENT, keeping what it did. Here a refused command changes
@@ -147,7 +148,7 @@ function placeAreas(tx: Tx, context: string, ioas: Ioas, pieces: readonly Piece[
     at += p.length;
   }
   for (const area of areas) {
-    for (const h of ioas.hwpts) mapArea(tx, context, objectAt(tx.state, context, h, 'hwpt').domain, area);
+    for (const h of ioas.hwpts) checkAreaFits(tx.state.domains[objectAt(tx.state, context, h, 'hwpt').domain]!, area);
     tx.emit({
       type: 'IoasAreaMapped',
       data: {
@@ -181,7 +182,6 @@ export function ioasUnmap(tx: Tx, context: string, ioasId: number, iova: bigint,
   }
   let bytes = 0n;
   for (const a of victims) {
-    for (const h of ioas.hwpts) unmapArea(tx, context, objectAt(tx.state, context, h, 'hwpt').domain, a);
     tx.emit({ type: 'IoasAreaUnmapped', data: { context, ioas: ioasId, iova: toHex(a.iova) } });
     bytes += a.last - a.iova + 1n;
   }
@@ -237,6 +237,13 @@ export function destroyIoas(tx: Tx, context: string, ioas: Ioas): void {
   tx.emit({ type: 'IoasDestroyed', data: { context, ioas: ioas.id } });
 }
 
+/** The area mapped into (or cleared from) every HWPT domain of the IOAS. */
+function inDomains(state: State, context: string, ioas: Ioas, area: Area, mapped: boolean): State {
+  let next = state;
+  for (const h of ioas.hwpts) next = withArea(next, objectAt(state, context, h, 'hwpt').domain, area, mapped);
+  return next;
+}
+
 export function evolveIoas(state: State, event: IoasEvent): State {
   const { context } = event.data;
   switch (event.type) {
@@ -251,12 +258,13 @@ export function evolveIoas(state: State, event: IoasEvent): State {
       const area: Area = {
         iova, last: iova + fromHex(e.length) - 1n, paddr: fromHex(e.paddr), prot: { read: e.read, write: e.write }, pagesWritable: e.pagesWritable,
       };
-      return putObject(state, context, { ...ioas, areas: insertArea(ioas.areas, area) });
+      return inDomains(putObject(state, context, { ...ioas, areas: insertArea(ioas.areas, area) }), context, ioas, area, true);
     }
     case 'IoasAreaUnmapped': {
       const ioas = objectAt(state, context, event.data.ioas, 'ioas');
       const iova = fromHex(event.data.iova);
-      return putObject(state, context, { ...ioas, areas: ioas.areas.filter((a) => a.iova !== iova) });
+      const area = ioas.areas.find((a) => a.iova === iova)!;
+      return inDomains(putObject(state, context, { ...ioas, areas: ioas.areas.filter((a) => a !== area) }), context, ioas, area, false);
     }
     case 'IoasAllowedSet': {
       const ioas = objectAt(state, context, event.data.ioas, 'ioas');

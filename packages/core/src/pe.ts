@@ -9,7 +9,8 @@ import { toHex, fromHex, type Hex } from './u64.js';
  * PowerNV: one PE per PCI bus, created when the first device on the bus is set up; the root bus takes
  * the PE just below the reserved one (numPes-2), other buses take free numbers from the top down
  * (pnv_ioda_alloc_pe scans backwards). pSeries: the guest sees one table group per PHB (QEMU puts
- * ibm,dma-window on the PHB node), modelled as a single PE 0 serving every bus.
+ * ibm,dma-window on the PHB node), modelled as a single PE 0 serving every bus. PowerNV SR-IOV gives
+ * each VF a PE of its own (sriov.ts), which serves that VF only and never a bus.
  */
 export type PeEvent =
   | {
@@ -24,6 +25,8 @@ export type PeEvent =
         readonly pageShifts: readonly number[];
         readonly maxDynamicWindows: number;
         readonly maxLevels: number;
+        /** Set for a VF PE (absent in logs written before SR-IOV was modelled). */
+        readonly vf?: Bdf;
       };
     }
   | { readonly type: 'PeReleased'; readonly data: { readonly pe: PeId } };
@@ -32,9 +35,9 @@ export function peName(phb: number, number: number): PeId {
   return `domain${phb}-pe${number.toString(16)}`;
 }
 
-/** The PE serving `bus` on `phb`, if one exists. */
+/** The PE serving `bus` on `phb`, if one exists. VF PEs serve no bus. */
 export function findPe(state: State, phb: number, bus: number): Pe | undefined {
-  for (const pe of Object.values(state.pes)) if (pe.phb === phb && (pe.bus === null || pe.bus === bus)) return pe;
+  for (const pe of Object.values(state.pes)) if (pe.phb === phb && pe.vf === null && (pe.bus === null || pe.bus === bus)) return pe;
   return undefined;
 }
 
@@ -49,7 +52,15 @@ export function tableGroupFor(phb: Phb): TableGroup {
 export function ensurePe(tx: Tx, phb: Phb, bus: number): Pe {
   const existing = findPe(tx.state, phb.domain, bus);
   if (existing) return existing;
-  const number = phb.platform === 'pseries' ? 0 : allocatePeNumber(tx.state, phb, bus);
+  let number = 0;
+  if (phb.platform === 'powernv') {
+    number = bus === 0 ? phb.numPes - 2 : (allocatePeRun(tx.state, phb, 1) ?? fail('ENOSPC', `PHB ${phb.domain}: no free PE number for bus ${bus.toString(16)}`));
+  }
+  return createPe(tx, phb, number, phb.platform === 'pseries' ? null : bus, null);
+}
+
+/** Emits PeCreated with the table-group capabilities of the PHB; returns the new PE. */
+export function createPe(tx: Tx, phb: Phb, number: number, bus: number | null, vf: Bdf | null): Pe {
   const id = peName(phb.domain, number);
   const tg = tableGroupFor(phb);
   tx.emit({
@@ -58,23 +69,31 @@ export function ensurePe(tx: Tx, phb: Phb, bus: number): Pe {
       pe: id,
       phb: phb.domain,
       number,
-      bus: phb.platform === 'pseries' ? null : bus,
+      bus,
       tce32Start: toHex(tg.tce32Start),
       tce32Size: toHex(tg.tce32Size),
       pageShifts: tg.pageShifts,
       maxDynamicWindows: tg.maxDynamicWindows,
       maxLevels: tg.maxLevels,
+      ...(vf === null ? {} : { vf }),
     },
   });
   return tx.state.pes[id]!;
 }
 
-function allocatePeNumber(state: State, phb: Phb, bus: number): number {
-  const rootPe = phb.numPes - 2; // reserved PE is numPes-1
+/**
+ * pnv_ioda_alloc_pe(phb, count): the lowest number of the first run of `count` free PE numbers found
+ * scanning down from the top; null when there is none. The reserved PE (numPes-1) and the root-bus PE
+ * (numPes-2) are never handed out.
+ */
+export function allocatePeRun(state: State, phb: Phb, count: number): number | null {
   const used = new Set(Object.values(state.pes).filter((p) => p.phb === phb.domain).map((p) => p.number));
-  if (bus === 0) return rootPe;
-  for (let n = rootPe - 1; n >= 0; n--) if (!used.has(n)) return n;
-  return fail('ENOSPC', `PHB ${phb.domain}: no free PE number for bus ${bus.toString(16)}`);
+  let run = 0;
+  for (let n = phb.numPes - 3; n >= 0; n--) {
+    run = used.has(n) ? 0 : run + 1;
+    if (run === count) return n;
+  }
+  return null;
 }
 
 export function evolvePe(state: State, event: PeEvent): State {
@@ -86,6 +105,7 @@ export function evolvePe(state: State, event: PeEvent): State {
         phb: d.phb,
         number: d.number,
         bus: d.bus,
+        vf: d.vf ?? null,
         devices: [],
         group: null,
         tableGroup: {

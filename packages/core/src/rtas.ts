@@ -1,5 +1,5 @@
 import type { Output } from './commands.js';
-import { dma64Start, SPAPR_LARGEST_BLOCK } from './ddw.js';
+import { dma64Start, slotStart, SPAPR_LARGEST_BLOCK } from './ddw.js';
 import { fail } from './errors.js';
 import type { Pe, State } from './state.js';
 import type { Tx } from './tx.js';
@@ -16,7 +16,9 @@ import { setDefaultConfig } from './window.js';
  * - create: PARAM_ERROR for a page size outside the mask or a window smaller than a page; HW_ERROR
  *   with no free LIOBN or both windows active, or a table larger than the largest block (the
  *   allocation fails). The window takes the first free LIOBN (slot); it starts at dma_win_addr when
- *   no window is active, else at dma64_win_addr, whatever the slot.
+ *   no window is active, else at dma64_win_addr, whatever the slot. Deliberate difference: when that
+ *   puts a window in slot 0 at dma64_win_addr (the default window was removed while a dynamic one
+ *   stays), QEMU overlaps the two windows; the model refuses with HW_ERROR instead.
  * - remove: PARAM_ERROR for an unknown or inactive LIOBN. Removing the last active window restores
  *   the default one, unless it was the default one (LoPAR; QEMU since 2022).
  * - reset: every window off, the default one back.
@@ -63,6 +65,9 @@ export function rtasCreate(tx: Tx, phb: number, pageShift: number, windowShift: 
   if (slot < 0) fail('RTAS_HW_ERROR', 'no free LIOBN: both windows are active');
   if (1n << BigInt(windowShift - pageShift) > SPAPR_LARGEST_BLOCK) fail('RTAS_HW_ERROR', `a table of 2^${windowShift - pageShift} TCEs cannot be allocated`);
   const start = activeWindows(pe) === 0 ? pe.tableGroup.tce32Start : dma64Start(tx.state, phb);
+  if (start !== slotStart(tx.state, pe, slot as 0 | 1)) {
+    fail('RTAS_HW_ERROR', `QEMU would give LIOBN slot ${slot} the start ${toHex(start)}, on top of the active window there: the model does not overlap two windows`);
+  }
   tx.emit({
     type: 'WindowSet',
     data: { pe: pe.id, slot: slot as 0 | 1, start: toHex(start), size: toHex(1n << BigInt(windowShift)), pageShift, table: { kind: 'kernel', dynamic: true } },

@@ -16,6 +16,14 @@ export interface State {
   readonly pes: Readonly<Record<PeId, Pe>>;
   readonly groups: Readonly<Record<string, Group>>;
   readonly domains: Readonly<Record<string, PagingDomain>>;
+  /** Hotplug slots (pnv_php), by name. */
+  readonly slots: Readonly<Record<string, Slot>>;
+  /**
+   * Bytes each user context has pinned through its mappings: every valid TCE of a context's domains
+   * pins one IOMMU page. Kept apart from the tables so that a domain freed with live TCEs shows as a
+   * leak (invariants.ts compares the two).
+   */
+  readonly pinned: Readonly<Record<string, bigint>>;
   /** Next iommu_group id (global, in probe order, from 0 like the kernel's ida). */
   readonly nextGroupId: number;
   /** Next paging domain id (from 1: 0 is never a valid object id). */
@@ -53,6 +61,39 @@ export interface Device {
   readonly pe: PeId;
   /** iommu_group id; null for bridges, which get no group. */
   readonly group: number | null;
+  /** A virtual function's physical function; null for every other device. */
+  readonly pf: Bdf | null;
+  /** A physical function's SR-IOV capability; null when the device has none. */
+  readonly sriov: Sriov | null;
+  /**
+   * An orderly removal was requested and waits for the owner to release the device (vfio's request()).
+   * No new claim or driver probe is accepted meanwhile; the owner may still use what it holds.
+   */
+  readonly removalRequested: boolean;
+}
+
+/** SR-IOV extended capability of a PF. VF n (from 0) has routing ID PF + vfOffset + n * vfStride. */
+export interface Sriov {
+  readonly totalVfs: number;
+  readonly vfOffset: number;
+  readonly vfStride: number;
+  /** VF device id (the capability's VF Device ID). */
+  readonly vfDevice: number;
+  /** The VFs present, in VF-number order: sriov_numvfs is their count. */
+  readonly vfs: readonly Bdf[];
+}
+
+/**
+ * pnv_php slot states: INITIALIZED becomes REGISTERED at registration, POPULATED once enabled with a
+ * card present, OFFLINE once deregistered. A slot serves one bus of its PHB.
+ */
+export type SlotState = 'registered' | 'populated' | 'offline';
+
+export interface Slot {
+  readonly name: string;
+  readonly phb: number;
+  readonly bus: number;
+  readonly state: SlotState;
 }
 
 /** PowerNV: `domain<phb>-pe<hex>`, the kernel's group name. pSeries: one PE per PHB. */
@@ -89,6 +130,8 @@ export interface Pe {
   readonly number: number;
   /** The bus this PE serves; null on pSeries where the PE is the whole PHB. */
   readonly bus: number | null;
+  /** A VF PE (PowerNV SR-IOV) serves this one VF and no bus; null for bus and PHB PEs. */
+  readonly vf: Bdf | null;
   /** Every device of the PE, bridges included, in the order they were added. */
   readonly devices: readonly Bdf[];
   readonly group: number | null;
@@ -149,6 +192,8 @@ export const initialState: State = {
   pes: {},
   groups: {},
   domains: {},
+  slots: {},
+  pinned: {},
   nextGroupId: 0,
   nextDomainId: 1,
   dma64Base: {},

@@ -179,6 +179,30 @@ export function tceRuns(table: TceTable): TceRun[] {
   return runs;
 }
 
+/**
+ * Whether any entry at `from` or above is valid. Visits only the allocated nodes on and above the
+ * boundary path, so asking whether a table holds TCEs past its window costs a few hundred slot reads,
+ * not a walk of every leaf.
+ */
+export function tceValidFrom(table: TceTable, from: number): boolean {
+  const visit = (node: TceNode | undefined, level: number, base: number): boolean => {
+    if (node === undefined) return false;
+    if (level === 0) {
+      const leaf = node as Leaf;
+      for (let i = Math.max(0, from - base); i < FANOUT; i++) if (leaf[i] !== 0n) return true;
+      return false;
+    }
+    const span = 2 ** (FANOUT_SHIFT * level);
+    const dir = node as Dir;
+    for (let slot = Math.max(0, Math.floor((from - base) / span)); slot < FANOUT; slot++) {
+      const child = dir[slot];
+      if (child !== undefined && visit(child, level - 1, base + slot * span)) return true;
+    }
+    return false;
+  };
+  return visit(table.root, table.depth - 1, 0);
+}
+
 /** Bytes of TCE storage allocated (leaves only; 8 bytes per entry slot). */
 export function tceAllocatedBytes(table: TceTable): number {
   return tceLeafBases(table).length * FANOUT * 8;

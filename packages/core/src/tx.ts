@@ -9,10 +9,13 @@ import type { State } from './state.js';
  */
 export class Tx {
   readonly events: IommuEvent[] = [];
+  /** The state after each event, in step with `events`: what checks after every event look at. */
+  readonly states: State[] = [];
   constructor(public state: State) {}
 
   emit(event: IommuEvent): void {
     this.events.push(event);
     this.state = evolve(this.state, event);
+    this.states.push(this.state);
   }
 }

@@ -20,7 +20,7 @@ export function stateView(state: State): Json {
       domain: p.domain, platform: p.platform, generation: p.generation, numPes: p.numPes, pageShifts: [...p.pageShifts],
     })),
     pes: Object.values(state.pes).map((pe) => ({
-      id: pe.id, phb: pe.phb, number: pe.number, bus: pe.bus, devices: [...pe.devices], group: pe.group,
+      id: pe.id, phb: pe.phb, number: pe.number, bus: pe.bus, ...(pe.vf === null ? {} : { vf: pe.vf }), devices: [...pe.devices], group: pe.group,
       tableGroup: {
         tce32Start: toHex(pe.tableGroup.tce32Start), tce32Size: toHex(pe.tableGroup.tce32Size),
         pageShifts: [...pe.tableGroup.pageShifts], maxDynamicWindows: pe.tableGroup.maxDynamicWindows, maxLevels: pe.tableGroup.maxLevels,
@@ -31,6 +31,14 @@ export function stateView(state: State): Json {
     devices: Object.values(state.devices).map((d) => ({
       bdf: d.bdf, vendor: hex4(d.vendor), device: hex4(d.device), class: `0x${d.classCode.toString(16).padStart(6, '0')}`,
       bridge: d.bridge, driver: d.driver, pe: d.pe, group: d.group,
+      ...(d.pf === null ? {} : { pf: d.pf }),
+      ...(d.sriov === null ? {} : {
+        sriov: {
+          totalVfs: d.sriov.totalVfs, vfOffset: d.sriov.vfOffset, vfStride: d.sriov.vfStride, vfDevice: hex4(d.sriov.vfDevice),
+          numVfs: d.sriov.vfs.length, vfs: [...d.sriov.vfs],
+        },
+      }),
+      ...(d.removalRequested ? { removalRequested: true } : {}),
     })),
     groups: Object.values(state.groups).map((g) => ({
       id: g.id, pe: g.pe, devices: [...g.devices], owner: g.owner, claimed: [...g.claimed], domain: domainRefView(g.domain), attached: [...g.attached],
@@ -39,6 +47,8 @@ export function stateView(state: State): Json {
       id: d.id, context: d.context, group: d.group, pe: d.pe,
       windows: d.windows.map((w) => domainWindowView(state, d, w)), mappings: [...domainMappings(d)],
     })),
+    slots: Object.values(state.slots).map((s) => ({ name: s.name, phb: s.phb, bus: s.bus, state: s.state })),
+    pinned: Object.fromEntries(Object.entries(state.pinned).map(([context, bytes]) => [context, toHex(bytes)])),
     dma64Base: Object.entries(state.dma64Base).map(([phb, base]) => ({ phb: Number(phb), base: toHex(base) })),
     iommufd: iommufdView(state),
   };

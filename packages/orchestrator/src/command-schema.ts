@@ -29,6 +29,20 @@ const prot = z.union([
   z.strictObject({ read: z.boolean(), write: z.boolean() }),
 ]);
 
+/** The fields of one PCI function (addDevice, a slot's card, a stress topology). */
+export const deviceFields = {
+  bdf,
+  vendor: pciId,
+  device: pciId,
+  classCode: pciId,
+  bridge: z.boolean().optional(),
+  driver: z.string().min(1).nullable().optional(),
+  totalVfs: z.number().int().optional(),
+  vfOffset: z.number().int().optional(),
+  vfStride: z.number().int().optional(),
+  vfDevice: pciId.optional(),
+};
+const slotName = z.string().min(1).max(64);
 /** iommufd flag names (FIXED_IOVA, READABLE, ...): core refuses unknown ones with EOPNOTSUPP, as the kernel does. */
 const flags = z.array(z.string().min(1));
 const range = z.strictObject({ start: u64, last: u64 });
@@ -46,16 +60,16 @@ export const COMMAND_SCHEMAS = {
     generation: z.enum(['PHB3', 'PHB4', 'PHB5', 'SPAPR']),
     numPes: z.number().int().optional(),
   }),
-  addDevice: z.strictObject({
-    type: z.literal('addDevice'),
-    bdf,
-    vendor: pciId,
-    device: pciId,
-    classCode: pciId,
-    bridge: z.boolean().optional(),
-    driver: z.string().min(1).nullable().optional(),
-  }),
+  addDevice: z.strictObject({ type: z.literal('addDevice'), ...deviceFields }),
   removeDevice: z.strictObject({ type: z.literal('removeDevice'), bdf, surprise: z.boolean().optional() }),
+  requestRemoval: z.strictObject({ type: z.literal('requestRemoval'), bdf }),
+  setNumVfs: z.strictObject({
+    type: z.literal('setNumVfs'), bdf, numVfs: z.number().int().nonnegative(), vfDriver: z.string().min(1).nullable().optional(),
+  }),
+  registerSlot: z.strictObject({ type: z.literal('registerSlot'), slot: slotName, phb: z.number().int(), bus: z.number().int() }),
+  enableSlot: z.strictObject({ type: z.literal('enableSlot'), slot: slotName, devices: z.array(z.strictObject(deviceFields)).optional() }),
+  disableSlot: z.strictObject({ type: z.literal('disableSlot'), slot: slotName, surprise: z.boolean().optional() }),
+  unregisterSlot: z.strictObject({ type: z.literal('unregisterSlot'), slot: slotName }),
   bindDriver: z.strictObject({ type: z.literal('bindDriver'), bdf, driver: z.string().min(1) }),
   unbindDriver: z.strictObject({ type: z.literal('unbindDriver'), bdf }),
   claimDevice: z.strictObject({ type: z.literal('claimDevice'), context, bdf }),

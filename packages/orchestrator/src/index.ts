@@ -1,8 +1,10 @@
-/** @iommu-orch/orchestrator: command execution, replay, scenarios and the iommu-orch CLI. */
+/** @iommu-orch/orchestrator: command execution, sagas, replay, scenarios, the stress runner and the iommu-orch CLI. */
+export { applyCommand, type Applied, type ApplyOptions, type EventViolation } from './apply-command.js';
 export { logicalClock, systemClock, type Clock } from './clock.js';
 export { COMMAND_SCHEMAS, InputError, parseCommand } from './command-schema.js';
 export { demoScenarioPath } from './cli/demo-path.js';
 export { EXIT, type Io } from './cli/io.js';
+export { fault, FAULT_NAMES, type Fault, type FaultName } from './faults.js';
 export { main } from './cli/main.js';
 export { Orchestrator, type ExecuteResult, type OrchestratorOptions } from './orchestrator.js';
 export { renderState } from './render.js';
@@ -10,3 +12,14 @@ export { HOST_STREAM, replay, toDomainEvent, type ReplayResult } from './replay.
 export {
   loadScenario, parseScenario, runScenario, scenarioSchema, type Expectation, type Scenario, type ScenarioReport, type StepResult,
 } from './scenario.js';
+export { assignGroup, type AssignPlan, type MapPlan } from './sagas/assign-group.js';
+export { claimantOf } from './sagas/claims.js';
+export { disableSriov, removeSlotOrderly } from './sagas/orderly-removal.js';
+export { answerRemovalRequests, answerRequestsUntil, pendingRequests, releaseGroup } from './sagas/release-group.js';
+export {
+  isWait, runSaga, WAIT, type RunSagaOptions, type Saga, type SagaResult, type SagaStep, type StepOutcome, type View,
+} from './sagas/saga.js';
+export { Prng } from './stress/prng.js';
+export { runStress, type StressOptions, type StressReport, type StressViolation } from './stress/runner.js';
+export { commandJson, failsAt, reproScenario, shrink, type ShrinkOptions } from './stress/shrink.js';
+export { bootCommands, defaultTopologyPath, loadTopology, stressTopologySchema, type StressTopology } from './stress/topology.js';

@@ -1,14 +1,22 @@
-import {
-  decide, EVENT_SCHEMA_VERSION, evolve, IommuError, type Command, type IommuEvent, type Output, type State,
-} from '@iommu-orch/core';
-import { readAll, WrongExpectedVersionError, type EventStore, type NewEvent, type StoredEvent } from '@iommu-orch/store';
+import { evolve, IommuError, type Command, type IommuEvent, type Output, type State } from '@iommu-orch/core';
+import { readAll, WrongExpectedVersionError, type EventStore, type StoredEvent } from '@iommu-orch/store';
 import { Observable, Subject } from 'rxjs';
+import { applyCommand, type EventViolation } from './apply-command.js';
 import { systemClock, type Clock } from './clock.js';
 import { parseCommand } from './command-schema.js';
+import { eventBatch } from './event-batch.js';
+import type { Fault } from './faults.js';
 import { HOST_STREAM, replay, toDomainEvent } from './replay.js';
 
 export type ExecuteResult =
-  | { readonly ok: true; readonly command: Command; readonly output: Output; readonly events: readonly StoredEvent[] }
+  | {
+      readonly ok: true;
+      readonly command: Command;
+      readonly output: Output;
+      readonly events: readonly StoredEvent[];
+      /** Invariants the command's events broke, each after the event that broke it (empty when sound). */
+      readonly violations: readonly EventViolation[];
+    }
   | { readonly ok: false; readonly command: Command; readonly error: IommuError };
 
 export interface OrchestratorOptions {
@@ -16,6 +24,10 @@ export interface OrchestratorOptions {
   readonly clock?: Clock;
   /** Re-decide on fresh state this many times when another writer got in first. */
   readonly maxConflictRetries?: number;
+  /** Check the invariants after every event (default true); results report what broke. */
+  readonly checkInvariants?: boolean;
+  /** A test-only fault (faults.ts); never set outside tests and the hidden --fault flag. */
+  readonly fault?: Fault;
 }
 
 /**
@@ -38,6 +50,7 @@ export class Orchestrator {
     private readonly streamId: string,
     private readonly clock: Clock,
     private readonly maxRetries: number,
+    private readonly check: { readonly check: boolean; readonly fault: Fault | undefined },
   ) {
     this.position = position;
   }
@@ -45,7 +58,10 @@ export class Orchestrator {
   static async open(store: EventStore, options: OrchestratorOptions = {}): Promise<Orchestrator> {
     const streamId = options.streamId ?? HOST_STREAM;
     const { state, position } = await replay(store, { streamId });
-    return new Orchestrator(store, state, position, streamId, options.clock ?? systemClock, options.maxConflictRetries ?? 16);
+    return new Orchestrator(store, state, position, streamId, options.clock ?? systemClock, options.maxConflictRetries ?? 16, {
+      check: options.checkInvariants ?? true,
+      fault: options.fault,
+    });
   }
 
   get state(): State {
@@ -72,18 +88,11 @@ export class Orchestrator {
 
   private async executeNow(command: Command, commandId: string | undefined): Promise<ExecuteResult> {
     for (let attempt = 0; ; attempt++) {
-      const decision = decide(this.current, command);
+      const decision = applyCommand(this.current, command, this.check);
       if (!decision.ok) return { ok: false, command, error: decision.error };
-      if (decision.events.length === 0) return { ok: true, command, output: decision.output, events: [] };
+      if (decision.events.length === 0) return { ok: true, command, output: decision.output, events: [], violations: [] };
       const version = this.current.version;
-      const meta = { time: this.clock.now(), commandId: commandId ?? `${this.streamId}:${version + 1}`, commandType: command.type };
-      const batch: NewEvent[] = decision.events.map((e, i) => ({
-        eventId: `${this.streamId}:${version + 1 + i}`,
-        type: e.type,
-        schemaVersion: EVENT_SCHEMA_VERSION,
-        data: e.data,
-        metadata: meta,
-      }));
+      const batch = eventBatch(this.streamId, version, decision.events, { time: this.clock.now(), commandType: command.type, commandId });
       try {
         const appended = await this.store.append(this.streamId, batch, { expectedVersion: version });
         this.current = decision.state;
@@ -92,7 +101,7 @@ export class Orchestrator {
           ...e, position: appended.firstPosition + i, streamId: this.streamId, streamVersion: version + 1 + i,
         }));
         for (const e of stored) this.committed.next(e);
-        return { ok: true, command, output: decision.output, events: stored };
+        return { ok: true, command, output: decision.output, events: stored, violations: decision.violations };
       } catch (e) {
         if (!(e instanceof WrongExpectedVersionError) || attempt >= this.maxRetries) throw e;
         await this.catchUp();

@@ -18,7 +18,7 @@ export function renderState(state: State, heading: string): string {
     const sizes = phb.pageShifts.map(pageSize).join(' ');
     lines.push(`PHB ${hex4(phb.domain)} ${phb.platform} ${phb.generation}, ${phb.numPes} PEs, IOMMU page sizes ${sizes}`);
     for (const pe of Object.values(state.pes).filter((p) => p.phb === phb.domain)) {
-      const bus = pe.bus === null ? 'all buses' : `bus ${pe.bus.toString(16).padStart(2, '0')}`;
+      const bus = pe.vf !== null ? `VF ${pe.vf}` : pe.bus === null ? 'all buses' : `bus ${pe.bus.toString(16).padStart(2, '0')}`;
       lines.push(`  PE ${pe.id} (${bus}) ${groupLine(pe.group)}`);
       const windows = pe.windows.map((w, slot) =>
         w ? `[${slot}] ${toHex(w.start)}..${toHex(w.start + w.size - 1n)} ${pageSize(w.pageShift)} ${tableText(w.table)}` : `[${slot}] -`,
@@ -26,10 +26,15 @@ export function renderState(state: State, heading: string): string {
       lines.push(`    windows ${windows.join('  ')}  bypass ${pe.bypass ? 'on' : 'off'}`);
       for (const bdf of pe.devices) {
         const d = state.devices[bdf]!;
-        const kind = d.bridge ? 'bridge' : 'endpoint';
-        lines.push(`    ${bdf} ${hex4(d.vendor)}:${hex4(d.device)} class ${d.classCode.toString(16).padStart(6, '0')} ${kind} driver ${d.driver ?? '-'}`);
+        const kind = d.bridge ? 'bridge' : d.pf !== null ? `VF of ${d.pf}` : 'endpoint';
+        const sriov = d.sriov === null ? '' : `, SR-IOV ${d.sriov.vfs.length}/${d.sriov.totalVfs} VFs`;
+        const removal = d.removalRequested ? ', removal requested' : '';
+        lines.push(`    ${bdf} ${hex4(d.vendor)}:${hex4(d.device)} class ${d.classCode.toString(16).padStart(6, '0')} ${kind} driver ${d.driver ?? '-'}${sriov}${removal}`);
       }
     }
+  }
+  for (const slot of Object.values(state.slots)) {
+    lines.push(`Slot ${slot.name}: PHB ${hex4(slot.phb)} bus ${slot.bus.toString(16).padStart(2, '0')} ${slot.state}`);
   }
   const domains = Object.values(state.domains);
   lines.push(domains.length ? 'Paging domains' : 'Paging domains: none');
@@ -38,6 +43,7 @@ export function renderState(state: State, heading: string): string {
     lines.push(`  domain ${d.id} context ${d.context} group ${d.group} ${windows.join('  ')}`);
     for (const m of domainMappings(d)) lines.push(`    ${m.iova} -> ${m.paddr} ${m.perm} x${m.pages}`);
   }
+  for (const [context, bytes] of Object.entries(state.pinned)) lines.push(`Pinned by context ${context}: ${toHex(bytes)} bytes`);
   for (const [context, ctx] of Object.entries(state.iommufd)) {
     lines.push(`iommufd context ${context}`);
     for (const o of Object.values(ctx.objects)) {
@@ -66,7 +72,8 @@ export function renderStep(r: StepResult): string {
   const n = String(r.index).padStart(3);
   const verdict = r.ok ? `ok ${formatOutput(r.output ?? {})}`.trimEnd() : `${r.error!.code}: ${r.error!.message}${r.error!.output ? ` (${formatOutput(r.error!.output)})` : ''}`;
   const exp = r.expectationMet === false ? `   <-- expected ${expectText(r.expected)}` : '';
-  return `${n} ${r.type.padEnd(18)} ${verdict}${exp}`;
+  const broken = (r.violations ?? []).map((v) => `\n      INVARIANT ${v.rule} broken after event ${v.event + 1}: ${v.detail}`);
+  return `${n} ${r.type.padEnd(18)} ${verdict}${exp}${broken.join('')}`;
 }
 
 function expectText(e: StepResult['expected']): string {

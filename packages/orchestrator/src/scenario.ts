@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { canonicalJson, ERRNO_CODES, HCALL_CODES, RTAS_CODES, type Json, type Output, type State } from '@iommu-orch/core';
 import { z } from 'zod';
 import { formatIssues, InputError, parseCommand } from './command-schema.js';
+import type { EventViolation } from './apply-command.js';
 import type { Orchestrator } from './orchestrator.js';
 
 /**
@@ -68,11 +69,14 @@ export interface StepResult {
   /** null when the step stated no expectation. */
   readonly expectationMet: boolean | null;
   readonly expected?: Expectation;
+  /** Invariants the step's events broke (present only when some did). */
+  readonly violations?: readonly EventViolation[];
 }
 
 export interface ScenarioReport {
   readonly name: string;
   readonly results: readonly StepResult[];
+  /** Every expectation met and no invariant broken. */
   readonly passed: boolean;
   readonly state: State;
 }
@@ -106,14 +110,18 @@ export async function runScenario(orchestrator: Orchestrator, scenario: Scenario
     const r = await orchestrator.execute(s.command);
     const base = { index: i + 1, type: s.command.type, ...(s.note === undefined ? {} : { note: s.note }) };
     const result: StepResult = r.ok
-      ? { ...base, ok: true, output: r.output, positions: r.events.map((e) => e.position), expectationMet: null }
+      ? {
+          ...base, ok: true, output: r.output, positions: r.events.map((e) => e.position), expectationMet: null,
+          ...(r.violations.length > 0 ? { violations: r.violations } : {}),
+        }
       : {
           ...base, ok: false, positions: [], expectationMet: null,
           error: { code: r.error.code, message: r.error.message, ...(r.error.output === undefined ? {} : { output: r.error.output }) },
         };
     results.push(s.expect === undefined ? result : { ...result, expected: s.expect, expectationMet: meets(result, s.expect) });
   }
-  return { name: scenario.name, results, passed: results.every((r) => r.expectationMet !== false), state: orchestrator.state };
+  const passed = results.every((r) => r.expectationMet !== false && r.violations === undefined);
+  return { name: scenario.name, results, passed, state: orchestrator.state };
 }
 
 /** Each listed output must equal the reported one (deep equality for lists and objects). */

@@ -10,6 +10,8 @@ import { Option } from 'commander';
 export interface Io {
   out(text: string): void;
   err(text: string): void;
+  /** A transient status line (a progress bar), rewritten in place; only present on a terminal. */
+  status?(line: string): void;
 }
 
 export const EXIT = { ok: 0, failed: 1, badInput: 2, internal: 3 } as const;

@@ -5,9 +5,14 @@ import { registerAudit } from './audit.js';
 import { registerDemo } from './demo.js';
 import { EXIT, type CliContext, type Io } from './io.js';
 import { registerRun } from './run.js';
+import { registerStress } from './stress.js';
 
 /** The iommu-orch command line. Exit codes are decided here (see io.ts) and nowhere else. */
-const processIo: Io = { out: (t) => process.stdout.write(`${t}\n`), err: (t) => process.stderr.write(`${t}\n`) };
+const processIo: Io = {
+  out: (t) => process.stdout.write(`${t}\n`),
+  err: (t) => process.stderr.write(`${t}\n`),
+  ...(process.stderr.isTTY ? { status: (line: string) => process.stderr.write(`\r\x1b[2K${line}`) } : {}),
+};
 
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
   let code: number = EXIT.ok;
@@ -20,6 +25,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   registerRun(program, ctx);
   registerDemo(program, ctx);
   registerAudit(program, ctx);
+  registerStress(program, ctx);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return code;

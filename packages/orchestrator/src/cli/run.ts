@@ -3,6 +3,7 @@ import { SqliteEventStore } from '@iommu-orch/store';
 import { Option, type Command } from 'commander';
 import { logicalClock, systemClock, type Clock } from '../clock.js';
 import { InputError } from '../command-schema.js';
+import { fault, FAULT_NAMES, type Fault } from '../faults.js';
 import { Orchestrator } from '../orchestrator.js';
 import { renderState, renderStep, stateHeading } from '../render.js';
 import { loadScenario, runScenario, type Scenario } from '../scenario.js';
@@ -17,23 +18,36 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .option('--json', 'machine-readable results')
     .option('--append', 'continue an existing log instead of requiring a new one')
     .addOption(new Option('--clock <kind>', 'event timestamps').choices(['scenario', 'system']).default('scenario'))
-    .action(async (file: string, opts: { db: string; json?: boolean; append?: boolean; clock: string }) => {
+    .addOption(faultOption())
+    .action(async (file: string, opts: { db: string; json?: boolean; append?: boolean; clock: string; fault?: string }) => {
       const scenario = loadScenario(file);
       const clock = opts.clock === 'system' ? systemClock : scenarioClock(scenario);
-      ctx.setExitCode(await runCommand(ctx.io, scenario, opts.db, clock, { json: opts.json ?? false, append: opts.append ?? false }));
+      const injected = opts.fault === undefined ? undefined : fault(opts.fault as Fault['name']);
+      ctx.setExitCode(await runCommand(ctx.io, scenario, opts.db, clock, { json: opts.json ?? false, append: opts.append ?? false, fault: injected }));
     });
+}
+
+/** The hidden test-only switch that injects a deliberate bug (faults.ts); absent from --help. */
+export function faultOption(): Option {
+  return new Option('--fault <name>', 'test only: inject a deliberate bug').choices(FAULT_NAMES).hideHelp();
 }
 
 export function scenarioClock(s: Scenario): Clock {
   return logicalClock(s.clock?.start, s.clock?.stepMs);
 }
 
-async function runCommand(io: Io, scenario: Scenario, db: string, clock: Clock, opts: { json: boolean; append: boolean }): Promise<number> {
+async function runCommand(
+  io: Io,
+  scenario: Scenario,
+  db: string,
+  clock: Clock,
+  opts: { json: boolean; append: boolean; fault: Fault | undefined },
+): Promise<number> {
   const store = SqliteEventStore.open(db);
   try {
     const head = await store.head();
     if (head > 0 && !opts.append) throw new InputError(`${db} already holds ${head} events; pass --append to continue it`);
-    const orchestrator = await Orchestrator.open(store, { clock });
+    const orchestrator = await Orchestrator.open(store, { clock, ...(opts.fault ? { fault: opts.fault } : {}) });
     const report = await runScenario(orchestrator, scenario);
     if (opts.json) {
       io.out(canonicalJson({ scenario: report.name, passed: report.passed, results: report.results as never, state: stateView(report.state) }));
@@ -45,9 +59,10 @@ async function runCommand(io: Io, scenario: Scenario, db: string, clock: Clock, 
       io.out(renderState(report.state, stateHeading(last, lastEvent?.metadata.time ?? null)));
       const refused = report.results.filter((r) => !r.ok).length;
       const failed = report.results.filter((r) => r.expectationMet === false).length;
+      const broken = report.results.reduce((n, r) => n + (r.violations?.length ?? 0), 0);
       io.out('');
       io.out(
-        `scenario ${report.name}: ${report.results.length} commands, ${report.results.length - refused} accepted, ${refused} refused, ${failed === 0 ? 'all expectations met' : `${failed} expectations NOT met`}`,
+        `scenario ${report.name}: ${report.results.length} commands, ${report.results.length - refused} accepted, ${refused} refused, ${failed === 0 ? 'all expectations met' : `${failed} expectations NOT met`}, ${broken === 0 ? 'no invariant broken' : `${broken} invariant violations`}`,
       );
     }
     return report.passed ? EXIT.ok : EXIT.failed;
