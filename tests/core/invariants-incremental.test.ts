@@ -73,7 +73,7 @@ const corruptions: Record<string, (s: State, k: number) => State | null> = {
     return slot ? { ...s, slots: { ...s.slots, [slot.name]: { ...slot, state: 'registered' } } } : null;
   },
   'window left on a freed domain': (s) => {
-    const d = Object.values(s.domains).find((x) => s.pes[x.pe]?.windows[x.slot]?.table.kind === 'domain');
+    const d = Object.values(s.domains).find((x) => s.pes[x.pe]?.windows[x.windows[0]!.slot]?.table.kind === 'domain');
     if (!d) return null;
     const { [d.id]: _d, ...rest } = s.domains;
     return { ...s, domains: rest };

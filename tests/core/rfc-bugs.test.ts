@@ -23,12 +23,12 @@ describe('RFC bug 1: map_pages reports pgsize x pgcount and propagates failure',
     expect(d.ok).toBe(false);
     if (!d.ok) expect(d.error.code).toBe('EEXIST');
     expect(phys(s, 0x10000n)).toBe(0n);
-    expect(s.domains[1]!.table.valid).toBe(1);
+    expect(s.domains[1]!.windows[0]!.table.valid).toBe(1);
   });
 });
 
 describe('RFC bug 2: permissions are not inverted', () => {
-  const entry = (s: State, iova: bigint) => tceGet(s.domains[1]!.table, Number(iova >> 12n)) & 3n;
+  const entry = (s: State, iova: bigint) => tceGet(s.domains[1]!.windows[0]!.table, Number(iova >> 12n)) & 3n;
   it('a read-only mapping (device reads memory) gets TCE_PCI_READ alone', () => {
     expect(entry(apply(attachedHost(), map(0x1000n, 1, 0x2000_0000n, ro)), 0x1000n)).toBe(TCE_PCI_READ);
   });

@@ -88,3 +88,118 @@ const flowArb: fc.Arbitrary<Command[]> = fc
 export const commandsArb: fc.Arbitrary<Command[]> = fc
   .array(fc.oneof({ arbitrary: commandArb.map((c) => [c]), weight: 3 }, { arbitrary: flowArb, weight: 1 }), { minLength: 1, maxLength: 25 })
   .map((chunks) => chunks.flat());
+
+/**
+ * iommufd commands over the same hosts plus a pSeries guest PHB: object ids 0-7 in two contexts, so
+ * lookups of missing and wrong-kind ids come up often; IOVAs around window 0's end, inside window 1
+ * and in the gap; HWPTs with and without window parameters (valid and invalid ones).
+ */
+const objId = fc.oneof(fc.constantFrom(1, 1, 2, 3), fc.integer({ min: 0, max: 7 }));
+/** Flows run in their own contexts, so their ids (IOAS 1, DEVICE 2, HWPT 3) usually hold. */
+const iommufdContext = fc.constantFrom('vm1', 'vm2', 'f1', 'f2', 'f3');
+const W1 = 1n << 59n;
+const ioasIova = fc.oneof(
+  fc.constantFrom(0n, 0x10000n, 0x7fff0000n, 0x7ffff000n, 0x80000000n, 0x100000000n, W1, W1 + 0x10000n, W1 + 0x1000n),
+  fc.bigInt({ min: 0n, max: 0x3ffn }).map((n) => n << 12n),
+  fc.bigInt({ min: 0n, max: 0x3ffn }).map((n) => 0x100000n + (n << 11n)),
+);
+const ioasLength = fc.oneof(fc.constantFrom(0n, 0x800n, 0x1000n, 0x10000n, 0x20000n, 1n << 64n >> 1n), fc.integer({ min: 1, max: 24 }).map((n) => BigInt(n) << 12n));
+const ioasPaddr = fc.constantFrom(0x40000000n, 0x40000800n, 0x40001000n, 0x50000000n);
+const mapFlags = fc.subarray(['FIXED_IOVA', 'READABLE', 'WRITEABLE', 'READABLE', 'WRITEABLE', 'DIRTY']);
+const windowSpec = fc.oneof(
+  fc.record({
+    window: fc.constantFrom(0, 1, 1, 2),
+    pageShift: fc.constantFrom(12, 16, 21),
+    size: fc.constantFrom(0x80000000n, 0x40000000n, 1n << 40n, 1n << 34n, 0x30000000n),
+    levels: fc.constantFrom(1, 2, 3),
+  }),
+  fc.constantFrom(
+    { window: 0, pageShift: 12, size: 0x40000000n, levels: 1 },
+    { window: 1, pageShift: 16, size: 1n << 40n, levels: 1 },
+    { window: 1, pageShift: 16, size: 1n << 34n, levels: 2 },
+  ),
+);
+const iommufdBdf = fc.constantFrom('0000:01:00.0', '0000:01:00.1', '0001:01:00.0', '0002:00:01.0', '0000:00:00.0');
+const range = fc.tuple(ioasIova, fc.bigInt({ min: 0n, max: 0xfffffn })).map(([start, len]) => ({ start, last: start + len }));
+
+export const iommufdCommandArb: fc.Arbitrary<Command> = fc.oneof(
+  fc.record({ type: fc.constant('iommufdBind' as const), context: iommufdContext, bdf: iommufdBdf }),
+  fc.record({ type: fc.constant('iommufdUnbind' as const), context: iommufdContext, device: objId }),
+  fc.record({ type: fc.constant('iommufdDestroy' as const), context: iommufdContext, id: objId }),
+  fc.record({ type: fc.constant('iommufdClose' as const), context }),
+  fc.record({ type: fc.constant('ioasAlloc' as const), context }),
+  fc.record({ type: fc.constant('ioasMap' as const), context: iommufdContext, ioas: objId, flags: mapFlags, iova: ioasIova, length: ioasLength, paddr: ioasPaddr }),
+  fc.record({ type: fc.constant('ioasUnmap' as const), context: iommufdContext, ioas: objId, iova: ioasIova, length: ioasLength }),
+  fc.record({ type: fc.constant('ioasUnmap' as const), context: iommufdContext, ioas: objId, iova: fc.constant(0n), length: fc.constant((1n << 64n) - 1n) }),
+  fc.record({
+    type: fc.constant('ioasCopy' as const), context: iommufdContext, dstIoas: objId, srcIoas: objId, flags: mapFlags, dstIova: ioasIova, srcIova: ioasIova, length: ioasLength,
+  }),
+  fc.record({ type: fc.constant('ioasIovaRanges' as const), context: iommufdContext, ioas: objId, numIovas: fc.integer({ min: 0, max: 3 }) }),
+  fc.record({ type: fc.constant('ioasAllowIovas' as const), context: iommufdContext, ioas: objId, ranges: fc.array(range, { maxLength: 2 }) }),
+  fc.record({ type: fc.constant('ioasAddReserved' as const), context: iommufdContext, ioas: objId, start: ioasIova, length: ioasLength }),
+  fc.record({ type: fc.constant('hwptAlloc' as const), context: iommufdContext, device: objId, ptId: objId }),
+  fc.record({ type: fc.constant('hwptAlloc' as const), context: iommufdContext, device: objId, ptId: objId, windows: fc.array(windowSpec, { minLength: 1, maxLength: 2 }) }),
+  fc.record({ type: fc.constant('deviceAttach' as const), context: iommufdContext, device: objId, ptId: objId }),
+  fc.record({ type: fc.constant('deviceReplace' as const), context: iommufdContext, device: objId, ptId: objId }),
+  fc.record({ type: fc.constant('deviceDetach' as const), context: iommufdContext, device: objId }),
+  fc.record({ type: fc.constant('getHwInfo' as const), context: iommufdContext, device: objId }),
+  fc.record({ type: fc.constant('setPhbOption' as const), phb: fc.integer({ min: 0, max: 2 }), option: fc.constant('tve1-4gb' as const), enabled: fc.boolean() }),
+  fc.record({ type: fc.constant('rtasQueryPeDmaWindow' as const), phb: fc.constantFrom(0, 2) }),
+  fc.record({ type: fc.constant('rtasCreatePeDmaWindow' as const), phb: fc.constant(2), pageShift: fc.constantFrom(12, 16, 21), windowShift: fc.constantFrom(11, 30, 40, 50) }),
+  fc.record({ type: fc.constant('rtasRemovePeDmaWindow' as const), liobn: fc.constantFrom(0x80000200, 0x80000201, 0x80000000) }),
+  fc.record({ type: fc.constant('rtasResetPeDmaWindows' as const), phb: fc.constant(2) }),
+);
+
+/** bootCommands plus a pSeries guest PHB with one NVMe. */
+export const iommufdBootCommands: Command[] = [
+  ...bootCommands,
+  { type: 'addPhb', phb: 2, platform: 'pseries', generation: 'SPAPR' },
+  { type: 'addDevice', bdf: '0002:00:01.0', vendor: 0x1987, device: 0x5008, classCode: 0x010802 },
+];
+
+/** A plausible iommufd life: bind, IOAS, attach (to the IOAS or a HWPT), maps and unmaps, an ending. */
+const iommufdFlowArb: fc.Arbitrary<Command[]> = fc
+  .record({
+    context: fc.constantFrom('f1', 'f2', 'f3'),
+    bdf: fc.constantFrom('0000:01:00.0', '0000:01:00.1', '0002:00:01.0'),
+    windows: fc.option(fc.array(windowSpec, { minLength: 1, maxLength: 2 }), { nil: undefined }),
+    maps: fc.array(fc.record({ iova: ioasIova, length: ioasLength, fixed: fc.boolean(), unmap: fc.boolean() }), { maxLength: 5 }),
+    copy: fc.boolean(),
+    allow: fc.option(fc.array(range, { maxLength: 2 }), { nil: undefined }),
+    end: fc.constantFrom('keep', 'detach', 'unbind', 'close', 'surprise', 'replace'),
+  })
+  .map(({ context: ctx, bdf: dev, windows, maps, copy, allow, end }) => {
+    const out: Command[] = [
+      { type: 'ioasAlloc', context: ctx },
+      ...(allow ? [{ type: 'ioasAllowIovas' as const, context: ctx, ioas: 1, ranges: allow }] : []),
+      { type: 'iommufdBind', context: ctx, bdf: dev },
+      { type: 'getHwInfo', context: ctx, device: 2 },
+      windows ? { type: 'hwptAlloc', context: ctx, device: 2, ptId: 1, windows } : { type: 'deviceAttach', context: ctx, device: 2, ptId: 1 },
+    ];
+    if (windows) out.push({ type: 'deviceAttach', context: ctx, device: 2, ptId: 3 });
+    for (const m of maps) {
+      out.push({ type: 'ioasMap', context: ctx, ioas: 1, flags: m.fixed ? ['FIXED_IOVA', 'READABLE', 'WRITEABLE'] : ['READABLE'], iova: m.iova, length: m.length, paddr: 0x40000000n });
+      if (m.unmap) out.push({ type: 'ioasUnmap', context: ctx, ioas: 1, iova: m.iova, length: m.length });
+    }
+    out.push({ type: 'ioasIovaRanges', context: ctx, ioas: 1 });
+    const first = maps.find((m) => m.fixed && !m.unmap);
+    if (copy && first) out.push({ type: 'ioasCopy', context: ctx, dstIoas: 1, srcIoas: 1, flags: ['READABLE'], srcIova: first.iova, length: first.length });
+    if (end === 'detach') out.push({ type: 'deviceDetach', context: ctx, device: 2 });
+    if (end === 'unbind') out.push({ type: 'iommufdUnbind', context: ctx, device: 2 });
+    if (end === 'close') out.push({ type: 'iommufdClose', context: ctx });
+    if (end === 'surprise') out.push({ type: 'removeDevice', bdf: dev, surprise: true });
+    if (end === 'replace') out.push({ type: 'ioasAlloc', context: ctx }, { type: 'deviceReplace', context: ctx, device: 2, ptId: 4 });
+    return out;
+  });
+
+/** iommufd commands, flows and (less often) the raw kernel-level commands, which must not break iommufd's state. */
+export const iommufdCommandsArb: fc.Arbitrary<Command[]> = fc
+  .array(
+    fc.oneof(
+      { arbitrary: iommufdCommandArb.map((c) => [c]), weight: 4 },
+      { arbitrary: iommufdFlowArb, weight: 2 },
+      { arbitrary: commandArb.map((c) => [c]), weight: 1 },
+    ),
+    { minLength: 1, maxLength: 20 },
+  )
+  .map((chunks) => chunks.flat());

@@ -1,5 +1,8 @@
+import type { PhbOption, WindowSpec } from './ddw.js';
 import type { Prot } from './domain.js';
+import type { Range } from './iommufd-ctx.js';
 import type { PhbGeneration, Platform } from './pci.js';
+import type { Json } from './view.js';
 
 /**
  * Commands the model decides on: the typed, already-parsed form. The orchestrator validates raw JSON
@@ -41,7 +44,54 @@ export type Command =
       readonly pgsize: bigint;
       readonly pgcount: number;
     }
-  | { readonly type: 'iovaToPhys'; readonly context: string; readonly domain: number; readonly iova: bigint };
+  | { readonly type: 'iovaToPhys'; readonly context: string; readonly domain: number; readonly iova: bigint }
+  | { readonly type: 'setPhbOption'; readonly phb: number; readonly option: PhbOption; readonly enabled: boolean }
+  // iommufd: a context is an open /dev/iommu; ids are the context's object ids.
+  | { readonly type: 'iommufdBind'; readonly context: string; readonly bdf: string }
+  | { readonly type: 'iommufdUnbind'; readonly context: string; readonly device: number }
+  | { readonly type: 'iommufdDestroy'; readonly context: string; readonly id: number }
+  | { readonly type: 'iommufdClose'; readonly context: string }
+  | { readonly type: 'ioasAlloc'; readonly context: string }
+  | {
+      readonly type: 'ioasMap';
+      readonly context: string;
+      readonly ioas: number;
+      readonly flags: readonly string[];
+      readonly iova?: bigint;
+      readonly length: bigint;
+      readonly paddr: bigint;
+    }
+  | { readonly type: 'ioasUnmap'; readonly context: string; readonly ioas: number; readonly iova: bigint; readonly length: bigint }
+  | {
+      readonly type: 'ioasCopy';
+      readonly context: string;
+      readonly dstIoas: number;
+      readonly srcIoas: number;
+      readonly flags: readonly string[];
+      readonly dstIova?: bigint;
+      readonly srcIova: bigint;
+      readonly length: bigint;
+    }
+  | { readonly type: 'ioasIovaRanges'; readonly context: string; readonly ioas: number; readonly numIovas?: number }
+  | { readonly type: 'ioasAllowIovas'; readonly context: string; readonly ioas: number; readonly ranges: readonly Range[] }
+  | { readonly type: 'ioasAddReserved'; readonly context: string; readonly ioas: number; readonly start: bigint; readonly length: bigint }
+  | {
+      readonly type: 'hwptAlloc';
+      readonly context: string;
+      readonly device: number;
+      readonly ptId: number;
+      readonly flags?: readonly string[];
+      readonly windows?: readonly WindowSpec[];
+    }
+  | { readonly type: 'deviceAttach'; readonly context: string; readonly device: number; readonly ptId: number }
+  | { readonly type: 'deviceReplace'; readonly context: string; readonly device: number; readonly ptId: number }
+  | { readonly type: 'deviceDetach'; readonly context: string; readonly device: number }
+  | { readonly type: 'getHwInfo'; readonly context: string; readonly device: number }
+  // pSeries RTAS calls of the guest kernel (QEMU's answers).
+  | { readonly type: 'rtasQueryPeDmaWindow'; readonly phb: number }
+  | { readonly type: 'rtasCreatePeDmaWindow'; readonly phb: number; readonly pageShift: number; readonly windowShift: number }
+  | { readonly type: 'rtasRemovePeDmaWindow'; readonly liobn: number }
+  | { readonly type: 'rtasResetPeDmaWindows'; readonly phb: number };
 
 export type CommandType = Command['type'];
 
@@ -59,5 +109,5 @@ export interface DeviceFields {
   readonly vfDevice?: number;
 }
 
-/** What an accepted command reports back (ids, byte counts, addresses as hex). */
-export type Output = Readonly<Record<string, string | number | boolean | null>>;
+/** What an accepted command reports back (ids, byte counts, addresses as hex, lists of ranges). */
+export type Output = Readonly<Record<string, Json>>;

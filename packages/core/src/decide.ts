@@ -1,9 +1,17 @@
 import type { Command, Output } from './commands.js';
+import { setPhbOption } from './ddw.js';
 import { allocPagingDomain, attachDevice, detachDevice, freeDomain, iovaToPhys, mapPages, unmapPages } from './domain.js';
 import { fail, IommuError } from './errors.js';
 import type { IommuEvent } from './events.js';
 import { claimDevice, releaseDevice } from './group.js';
+import { apertures, hwptAlloc } from './hwpt.js';
+import { getHwInfo } from './hw-info.js';
+import { attachIdevice, bindDevice, detachIdevice, replaceIdevice, unbindDevice } from './idevice.js';
+import { ioasAddReserved, ioasAlloc, ioasAllowIovas, ioasCopy, ioasIovaRanges, ioasMap, ioasUnmap } from './ioas.js';
+import { objectAt, rangeData, refuseIfIommufdDevice, refuseIfIommufdDomain } from './iommufd-ctx.js';
+import { closeContext, destroyObject } from './iommufd-destroy.js';
 import { normalizeBdf } from './pci.js';
+import { rtasCreate, rtasQuery, rtasRemove, rtasReset } from './rtas.js';
 import { disableSlot, enableSlot, registerSlot, unregisterSlot } from './slot.js';
 import { setNumVfs } from './sriov.js';
 import type { State } from './state.js';
@@ -82,28 +90,97 @@ function run(tx: Tx, c: Command): Output {
       return { group: tx.state.devices[bdf(c.bdf)]!.group };
     }
     case 'releaseDevice':
+      refuseIfIommufdDevice(tx.state, bdf(c.bdf));
       releaseDevice(tx, context(c.context), bdf(c.bdf));
       return {};
     case 'allocPagingDomain': {
       const id = allocPagingDomain(tx, context(c.context), bdf(c.bdf), c.pageShift ?? 12);
-      const d = tx.state.domains[id]!;
-      return { domain: id, apertureStart: toHex(d.start), apertureEnd: toHex(d.last), pgsize: toHex(1n << BigInt(d.table.pageShift)) };
+      const w = tx.state.domains[id]!.windows[0]!;
+      return { domain: id, apertureStart: toHex(w.start), apertureEnd: toHex(w.last), pgsize: toHex(1n << BigInt(w.table.pageShift)) };
     }
     case 'freeDomain':
+      refuseIfIommufdDomain(tx.state, c.domain);
       freeDomain(tx, context(c.context), c.domain);
       return {};
     case 'attachDevice':
+      refuseIfIommufdDomain(tx.state, c.domain);
+      refuseIfIommufdDevice(tx.state, bdf(c.bdf));
       attachDevice(tx, context(c.context), c.domain, bdf(c.bdf));
       return {};
     case 'detachDevice':
+      refuseIfIommufdDevice(tx.state, bdf(c.bdf));
       detachDevice(tx, context(c.context), bdf(c.bdf));
       return {};
     case 'mapPages':
+      refuseIfIommufdDomain(tx.state, c.domain);
       return { mapped: bytes(mapPages(tx, context(c.context), c.domain, c)) };
     case 'unmapPages':
+      refuseIfIommufdDomain(tx.state, c.domain);
       return { unmapped: bytes(unmapPages(tx, context(c.context), c.domain, c.iova, c.pgsize, c.pgcount)) };
     case 'iovaToPhys':
       return { phys: toHex(iovaToPhys(tx.state, context(c.context), c.domain, c.iova)) };
+    case 'setPhbOption':
+      setPhbOption(tx, c.phb, c.option, c.enabled);
+      return {};
+    default:
+      return runIommufd(tx, c);
+  }
+}
+
+type IommufdCommand = Extract<Command, { type: `iommufd${string}` | `ioas${string}` | `hwpt${string}` | `device${string}` | 'getHwInfo' | `rtas${string}` }>;
+
+/** The iommufd ioctls and the RTAS calls. */
+function runIommufd(tx: Tx, c: IommufdCommand): Output {
+  switch (c.type) {
+    case 'iommufdBind':
+      return { device: bindDevice(tx, context(c.context), bdf(c.bdf)) };
+    case 'iommufdUnbind':
+      unbindDevice(tx, context(c.context), c.device);
+      return {};
+    case 'iommufdDestroy':
+      destroyObject(tx, context(c.context), c.id);
+      return {};
+    case 'iommufdClose':
+      closeContext(tx, context(c.context));
+      return {};
+    case 'ioasAlloc':
+      return { ioas: ioasAlloc(tx, context(c.context)) };
+    case 'ioasMap':
+      return { iova: toHex(ioasMap(tx, context(c.context), { ...c, iova: c.iova ?? 0n })) };
+    case 'ioasUnmap':
+      return { length: bytes(ioasUnmap(tx, context(c.context), c.ioas, c.iova, c.length)) };
+    case 'ioasCopy':
+      return { dstIova: toHex(ioasCopy(tx, context(c.context), { ...c, dstIova: c.dstIova ?? 0n })) };
+    case 'ioasIovaRanges':
+      return ioasIovaRanges(tx.state, context(c.context), c.ioas, c.numIovas);
+    case 'ioasAllowIovas':
+      ioasAllowIovas(tx, context(c.context), c.ioas, c.ranges);
+      return {};
+    case 'ioasAddReserved':
+      ioasAddReserved(tx, context(c.context), c.ioas, c.start, c.length);
+      return {};
+    case 'hwptAlloc': {
+      const id = hwptAlloc(tx, context(c.context), c.device, c.ptId, c.flags ?? [], c.windows ?? null);
+      const domain = objectAt(tx.state, c.context, id, 'hwpt').domain;
+      return { hwpt: id, domain, apertures: apertures(tx.state.domains[domain]!).map(rangeData) };
+    }
+    case 'deviceAttach':
+      return { ptId: attachIdevice(tx, context(c.context), c.device, c.ptId) };
+    case 'deviceReplace':
+      return { ptId: replaceIdevice(tx, context(c.context), c.device, c.ptId) };
+    case 'deviceDetach':
+      detachIdevice(tx, context(c.context), c.device);
+      return {};
+    case 'getHwInfo':
+      return getHwInfo(tx.state, context(c.context), c.device);
+    case 'rtasQueryPeDmaWindow':
+      return rtasQuery(tx.state, c.phb);
+    case 'rtasCreatePeDmaWindow':
+      return rtasCreate(tx, c.phb, c.pageShift, c.windowShift);
+    case 'rtasRemovePeDmaWindow':
+      return rtasRemove(tx, c.liobn);
+    case 'rtasResetPeDmaWindows':
+      return rtasReset(tx, c.phb);
   }
 }
 

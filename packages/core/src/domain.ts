@@ -1,28 +1,32 @@
+import { defaultWindow, resolveWindows, type WindowData, type WindowSpec } from './ddw.js';
 import { fail } from './errors.js';
 import { requireGroupOf, requireWholeGroup } from './group.js';
 import type { Bdf } from './pci.js';
 import { unmapAll } from './pinning.js';
-import { drop, put, without, type Group, type PagingDomain, type State } from './state.js';
+import { drop, put, without, type DomainWindow, type Group, type PagingDomain, type State } from './state.js';
+import { HOST_PAGE_SHIFT } from './tce-levels.js';
 import {
-  TCE_PCI_READ, TCE_PCI_WRITE, TCE_PERM_MASK, tceClearRange, tceGet, tcePermBits, tcePermName, tceTableCreate, tceWriteRange,
-  type TcePerm,
+  TCE_PCI_READ, TCE_PCI_WRITE, TCE_PERM_MASK, tceClearRange, tceFirstValid, tceGet, tcePermBits, tcePermName, tceTableCreate, tceValidRun,
+  tceWriteRun, type TcePerm,
 } from './tce-table.js';
 import type { Tx } from './tx.js';
 import { fromHex, toHex, U64_MAX, type Hex } from './u64.js';
-import { slotStart } from './window.js';
 
 /**
- * Paging domains on the sPAPR TCE IOMMU: a TCE table behind one window of the table group the domain
- * was allocated for. Follows the kernel's iommu_domain_ops contract, not the RFC's code
- * (iommufd-and-rfc.md section 4):
+ * Paging domains on the sPAPR TCE IOMMU: a TCE table behind each window (one or two) of the table
+ * group the domain was allocated for. Follows the kernel's iommu_domain_ops contract, not the RFC's
+ * code (iommufd-and-rfc.md section 4):
  * - map reports pgsize x pgcount bytes, and a refused map writes no TCE at all;
  * - unmap returns the bytes it cleared;
  * - the aperture end is inclusive, and every TCE index is bounds-checked;
  * - iova_to_phys returns 0 for an empty TCE and keeps the offset inside the IOMMU page;
  * - a read-only mapping (device reads memory, DMA_TO_DEVICE) gets TCE_PCI_READ alone; a writable one
  *   gets READ|WRITE, because PowerNV (pnv_tce_build) and pSeries LPAR both set READ with WRITE;
- * - the window is programmed when the domain is attached, never when it is allocated;
+ * - the windows are programmed when the domain is attached, never when it is allocated;
  * - attach refuses (EINVAL) a device outside the group the domain serves.
+ * A domain with two windows reports two apertures (the aperture-list op the RFC thread asks for);
+ * its pgsize_bitmap is the union of the windows' page sizes, and a map must use the page size of the
+ * window it lands in (a range never spans windows: the gap between them is not mappable).
  */
 export type PagingDomainEvent =
   | {
@@ -31,10 +35,12 @@ export type PagingDomainEvent =
         readonly domain: number;
         readonly context: string;
         readonly group: number;
-        readonly slot: 0 | 1;
-        readonly start: Hex;
-        readonly size: Hex;
-        readonly pageShift: number;
+        readonly windows?: readonly WindowData[];
+        /** Logs written before domains had several windows carry their one window in these fields. */
+        readonly slot?: 0 | 1;
+        readonly start?: Hex;
+        readonly size?: Hex;
+        readonly pageShift?: number;
       };
     }
   | { readonly type: 'PagingDomainFreed'; readonly data: { readonly domain: number; readonly reason: 'user' | 'group-removed' } }
@@ -63,9 +69,6 @@ export interface Prot {
   readonly write: boolean;
 }
 
-/** The host's CPU page size: iommufd refuses a domain whose smallest IO page is larger. */
-export const HOST_PAGE_SHIFT = 16;
-
 /** iommu_direction_to_tce_perm plus the platforms' widening of WRITE to READ|WRITE. */
 export function tcePerm(prot: Prot): bigint {
   if (prot.write) return TCE_PCI_READ | TCE_PCI_WRITE;
@@ -79,21 +82,21 @@ export function requireDomain(state: State, context: string, id: number): Paging
   return d;
 }
 
-/** domain_alloc_paging for a device its context has claimed: a table for window slot 0 (tce32). */
-export function allocPagingDomain(tx: Tx, context: string, bdf: Bdf, pageShift: number): number {
+/**
+ * domain_alloc_paging for a device its context has claimed. Without window parameters: one window in
+ * slot 0 over the 32-bit range (tce32), one level. The smallest page must not exceed the host
+ * PAGE_SIZE, as iommufd requires of every domain.
+ */
+export function allocPagingDomain(tx: Tx, context: string, bdf: Bdf, windows: number | readonly WindowSpec[]): number {
   const group = requireGroupOf(tx.state, bdf);
   requireClaimed(group, context, bdf);
   const pe = tx.state.pes[group.pe]!;
-  const tg = pe.tableGroup;
-  if (!tg.pageShifts.includes(pageShift)) {
-    fail('EINVAL', `IOMMU page size 2^${pageShift} is not supported by ${pe.id} (supported: ${tg.pageShifts.map((s) => `2^${s}`).join(', ')})`);
-  }
-  if (pageShift > HOST_PAGE_SHIFT) fail('EINVAL', `IOMMU page size 2^${pageShift} is larger than the host PAGE_SIZE 2^${HOST_PAGE_SHIFT}`);
+  const specs = typeof windows === 'number' ? [defaultWindow(pe, windows)] : windows;
+  const resolved = resolveWindows(tx.state, pe, specs);
+  const smallest = Math.min(...resolved.map((w) => w.pageShift));
+  if (smallest > HOST_PAGE_SHIFT) fail('EINVAL', `IOMMU page size 2^${smallest} is larger than the host PAGE_SIZE 2^${HOST_PAGE_SHIFT}`);
   const id = tx.state.nextDomainId;
-  tx.emit({
-    type: 'PagingDomainAllocated',
-    data: { domain: id, context, group: group.id, slot: 0, start: toHex(slotStart(pe, 0)), size: toHex(tg.tce32Size), pageShift },
-  });
+  tx.emit({ type: 'PagingDomainAllocated', data: { domain: id, context, group: group.id, windows: resolved } });
   return id;
 }
 
@@ -126,15 +129,7 @@ export function attachDevice(tx: Tx, context: string, id: number, bdf: Bdf): voi
   }
   if (group.domain.type === 'blocked') {
     requireWholeGroup(group, context);
-    const pe = tx.state.pes[group.pe]!;
-    if (pe.windows[d.slot]) fail('EBUSY', `${pe.id} window slot ${d.slot} is in use`);
-    tx.emit({
-      type: 'WindowSet',
-      data: {
-        pe: pe.id, slot: d.slot, start: toHex(d.start), size: toHex(d.last - d.start + 1n),
-        pageShift: d.table.pageShift, table: { kind: 'domain', domain: id },
-      },
-    });
+    programWindows(tx, d);
   }
   tx.emit({ type: 'DeviceAttached', data: { domain: id, group: group.id, bdf } });
 }
@@ -146,9 +141,26 @@ export function detachDevice(tx: Tx, context: string, bdf: Bdf): void {
   if (group.domain.type !== 'paging' || !group.attached.includes(bdf)) fail('EINVAL', `${bdf} is not attached`);
   const id = group.domain.id;
   tx.emit({ type: 'DeviceDetached', data: { domain: id, group: group.id, bdf } });
-  if (tx.state.groups[group.id]!.attached.length === 0) {
-    tx.emit({ type: 'WindowUnset', data: { pe: group.pe, slot: tx.state.domains[id]!.slot } });
+  if (tx.state.groups[group.id]!.attached.length === 0) unprogramWindows(tx, tx.state.domains[id]!);
+}
+
+/** set_window for each window of the domain: the slots must be free (EBUSY otherwise). */
+function programWindows(tx: Tx, d: PagingDomain): void {
+  const pe = tx.state.pes[d.pe]!;
+  for (const w of d.windows) if (pe.windows[w.slot]) fail('EBUSY', `${pe.id} window slot ${w.slot} is in use`);
+  for (const w of d.windows) {
+    tx.emit({
+      type: 'WindowSet',
+      data: {
+        pe: pe.id, slot: w.slot, start: toHex(w.start), size: toHex(w.last - w.start + 1n),
+        pageShift: w.table.pageShift, table: { kind: 'domain', domain: d.id },
+      },
+    });
   }
+}
+
+function unprogramWindows(tx: Tx, d: PagingDomain): void {
+  for (const w of d.windows) tx.emit({ type: 'WindowUnset', data: { pe: d.pe, slot: w.slot } });
 }
 
 export interface MapRequest {
@@ -162,15 +174,12 @@ export interface MapRequest {
 /** map_pages: all-or-nothing; returns the bytes mapped (pgsize x pgcount). */
 export function mapPages(tx: Tx, context: string, id: number, req: MapRequest): bigint {
   const d = requireDomain(tx.state, context, id);
-  const { first, bytes } = checkRange(d, req.iova, req.pgsize, req.pgcount);
+  const { w, first, bytes } = checkRange(d, req.iova, req.pgsize, req.pgcount);
   if (req.paddr & (req.pgsize - 1n)) fail('EINVAL', `paddr ${toHex(req.paddr)} is not aligned to the IOMMU page size ${toHex(req.pgsize)}`);
   if (req.paddr + bytes - 1n > U64_MAX) fail('EOVERFLOW', 'paddr + size overflows 64 bits');
   const perm = tcePerm(req.prot);
-  for (let i = 0; i < req.pgcount; i++) {
-    if (tceGet(d.table, first + i) !== 0n) {
-      fail('EEXIST', `IOVA ${toHex(req.iova + BigInt(i) * req.pgsize)} is already mapped in domain ${id}`);
-    }
-  }
+  const busy = tceFirstValid(w.table, first, req.pgcount);
+  if (busy >= 0) fail('EEXIST', `IOVA ${toHex(req.iova + BigInt(busy - first) * req.pgsize)} is already mapped in domain ${id}`);
   tx.emit({
     type: 'TcesMapped',
     data: { domain: id, iova: toHex(req.iova), paddr: toHex(req.paddr), pgsize: toHex(req.pgsize), pgcount: req.pgcount, perm: tcePermName(perm) as TcePerm },
@@ -184,50 +193,76 @@ export function mapPages(tx: Tx, context: string, id: number, req: MapRequest): 
  */
 export function unmapPages(tx: Tx, context: string, id: number, iova: bigint, pgsize: bigint, pgcount: number): bigint {
   const d = requireDomain(tx.state, context, id);
-  const { first } = checkRange(d, iova, pgsize, pgcount);
-  let n = 0;
-  while (n < pgcount && tceGet(d.table, first + n) !== 0n) n++;
+  const { w, first } = checkRange(d, iova, pgsize, pgcount);
+  const n = tceValidRun(w.table, first, pgcount);
   if (n > 0) tx.emit({ type: 'TcesCleared', data: { domain: id, iova: toHex(iova), pgsize: toHex(pgsize), pgcount: n } });
   return BigInt(n) * pgsize;
 }
 
-/** iova_to_phys: 0 when nothing is mapped (or outside the window), else the address with its in-page offset. */
+/** iova_to_phys: 0 when nothing is mapped (or outside every window), else the address with its in-page offset. */
 export function iovaToPhys(state: State, context: string, id: number, iova: bigint): bigint {
-  const d = requireDomain(state, context, id);
-  if (iova < d.start || iova > d.last) return 0n;
-  const shift = BigInt(d.table.pageShift);
-  const tce = tceGet(d.table, Number((iova - d.start) >> shift));
+  return domainIovaToPhys(requireDomain(state, context, id), iova);
+}
+
+export function domainIovaToPhys(d: PagingDomain, iova: bigint): bigint {
+  const w = windowAt(d, iova);
+  if (!w) return 0n;
+  const shift = BigInt(w.table.pageShift);
+  const tce = tceGet(w.table, Number((iova - w.start) >> shift));
   if (tce === 0n) return 0n;
   const pageMask = (1n << shift) - 1n;
   return (tce & ~TCE_PERM_MASK & ~pageMask) | (iova & pageMask);
 }
 
-/** The checks shared by map and unmap; returns the first relative TCE index and the byte length. */
-function checkRange(d: PagingDomain, iova: bigint, pgsize: bigint, pgcount: number): { first: number; bytes: bigint } {
-  const page = 1n << BigInt(d.table.pageShift);
-  if (pgsize !== page) fail('EINVAL', `page size ${toHex(pgsize)} is not in the domain's pgsize_bitmap (${toHex(page)})`);
+/** The window whose aperture holds `iova`. */
+export function windowAt(d: PagingDomain, iova: bigint): DomainWindow | undefined {
+  return d.windows.find((w) => iova >= w.start && iova <= w.last);
+}
+
+/** pgsize_bitmap: every window's page size. */
+export function domainPgsizes(d: PagingDomain): bigint {
+  return d.windows.reduce((bits, w) => bits | (1n << BigInt(w.table.pageShift)), 0n);
+}
+
+/** The lowest bit of pgsize_bitmap: the granule iommufd aligns IOVAs to. */
+export function smallestPage(d: PagingDomain): bigint {
+  const bits = domainPgsizes(d);
+  return bits & -bits;
+}
+
+/** The checks shared by map and unmap; returns the window, the first relative TCE index and the byte length. */
+function checkRange(d: PagingDomain, iova: bigint, pgsize: bigint, pgcount: number): { w: DomainWindow; first: number; bytes: bigint } {
+  const bitmap = domainPgsizes(d);
+  if ((bitmap & pgsize) === 0n || (pgsize & (pgsize - 1n)) !== 0n) {
+    fail('EINVAL', `page size ${toHex(pgsize)} is not in the domain's pgsize_bitmap (${toHex(bitmap)})`);
+  }
   if (!Number.isSafeInteger(pgcount) || pgcount < 1) fail('EINVAL', `pgcount must be a positive integer, got ${pgcount}`);
   if (iova & (pgsize - 1n)) fail('EINVAL', `IOVA ${toHex(iova)} is not aligned to the IOMMU page size ${toHex(pgsize)}`);
   const bytes = pgsize * BigInt(pgcount);
   const last = iova + bytes - 1n;
   if (last > U64_MAX) fail('EOVERFLOW', 'IOVA + size overflows 64 bits');
-  if (iova < d.start || last > d.last) {
-    fail('EINVAL', `[${toHex(iova)}, ${toHex(last)}] is outside the aperture [${toHex(d.start)}, ${toHex(d.last)}] of domain ${d.id}`);
+  const w = windowAt(d, iova);
+  if (!w || last > w.last) {
+    const apertures = d.windows.map((x) => `[${toHex(x.start)}, ${toHex(x.last)}]`).join(' ');
+    fail('EINVAL', `[${toHex(iova)}, ${toHex(last)}] is not inside one aperture of domain ${d.id} (${apertures})`);
   }
-  return { first: Number((iova - d.start) >> BigInt(d.table.pageShift)), bytes };
+  const page = 1n << BigInt(w.table.pageShift);
+  if (pgsize !== page) fail('EINVAL', `window ${w.slot} of domain ${d.id} uses ${toHex(page)} pages, not ${toHex(pgsize)}`);
+  return { w, first: Number((iova - w.start) >> BigInt(w.table.pageShift)), bytes };
 }
 
 export function evolveDomain(state: State, event: PagingDomainEvent): State {
   switch (event.type) {
     case 'PagingDomainAllocated': {
       const e = event.data;
-      const start = fromHex(e.start);
-      const size = fromHex(e.size);
       const group = state.groups[e.group]!;
-      const d: PagingDomain = {
-        id: e.domain, context: e.context, group: e.group, pe: group.pe, slot: e.slot, start, last: start + size - 1n,
-        table: tceTableCreate(e.pageShift, Number(size >> BigInt(e.pageShift))),
-      };
+      const data = e.windows ?? [{ slot: e.slot!, start: e.start!, size: e.size!, pageShift: e.pageShift!, levels: 1 }];
+      const windows = data.map((w): DomainWindow => {
+        const start = fromHex(w.start);
+        const size = fromHex(w.size);
+        return { slot: w.slot, start, last: start + size - 1n, levels: w.levels, table: tceTableCreate(w.pageShift, Number(size >> BigInt(w.pageShift))) };
+      });
+      const d: PagingDomain = { id: e.domain, context: e.context, group: e.group, pe: group.pe, windows };
       return { ...state, domains: put(state.domains, e.domain, d), nextDomainId: Math.max(state.nextDomainId, e.domain + 1) };
     }
     case 'PagingDomainFreed':
@@ -245,18 +280,35 @@ export function evolveDomain(state: State, event: PagingDomainEvent): State {
     }
     case 'TcesMapped': {
       const e = event.data;
-      const d = state.domains[e.domain]!;
-      const pgsize = fromHex(e.pgsize);
-      const base = fromHex(e.paddr) | tcePermBits(e.perm);
-      const first = Number((fromHex(e.iova) - d.start) / pgsize);
-      const table = tceWriteRange(d.table, first, e.pgcount, (i) => base + BigInt(i) * pgsize);
-      return { ...state, domains: put(state.domains, d.id, { ...d, table }) };
+      const d = mapRange(state.domains[e.domain]!, fromHex(e.iova), fromHex(e.pgsize) * BigInt(e.pgcount), fromHex(e.paddr) | tcePermBits(e.perm));
+      return { ...state, domains: put(state.domains, d.id, d) };
     }
     case 'TcesCleared': {
       const e = event.data;
-      const d = state.domains[e.domain]!;
-      const first = Number((fromHex(e.iova) - d.start) / fromHex(e.pgsize));
-      return { ...state, domains: put(state.domains, d.id, { ...d, table: tceClearRange(d.table, first, e.pgcount) }) };
+      const d = unmapRange(state.domains[e.domain]!, fromHex(e.iova), fromHex(e.pgsize) * BigInt(e.pgcount));
+      return { ...state, domains: put(state.domains, d.id, d) };
     }
   }
+}
+
+/**
+ * The domain with [iova, iova+length) translated, page after page, from `tce` (address | permission
+ * bits) in the window holding iova. The caller checked the range fits that window and its pages.
+ */
+export function mapRange(d: PagingDomain, iova: bigint, length: bigint, tce: bigint): PagingDomain {
+  return changeWindow(d, iova, (w, first, count) => tceWriteRun(w.table, first, count, tce, 1n << BigInt(w.table.pageShift)), length);
+}
+
+/** The domain with the TCEs of [iova, iova+length) cleared. */
+export function unmapRange(d: PagingDomain, iova: bigint, length: bigint): PagingDomain {
+  return changeWindow(d, iova, (w, first, count) => tceClearRange(w.table, first, count), length);
+}
+
+function changeWindow(d: PagingDomain, iova: bigint, change: (w: DomainWindow, first: number, count: number) => DomainWindow['table'], length: bigint): PagingDomain {
+  const windows = d.windows.map((w) => {
+    if (iova < w.start || iova > w.last) return w;
+    const shift = BigInt(w.table.pageShift);
+    return { ...w, table: change(w, Number((iova - w.start) >> shift), Number(length >> shift)) };
+  });
+  return { ...d, windows };
 }

@@ -1,5 +1,10 @@
+import type { DdwEvent } from './ddw.js';
 import type { PagingDomainEvent } from './domain.js';
 import type { GroupEvent } from './group.js';
+import type { HwptEvent } from './hwpt.js';
+import type { IdeviceEvent } from './idevice.js';
+import type { IoasEvent } from './ioas.js';
+import type { IommufdCtxEvent } from './iommufd-destroy.js';
 import type { PeEvent } from './pe.js';
 import type { SlotEvent } from './slot.js';
 import type { TopologyEvent } from './topology.js';
@@ -9,7 +14,9 @@ import type { WindowEvent } from './window.js';
  * Every fact the log can hold. Event data is plain JSON (u64 values as hex strings) so that what is
  * stored is exactly what is folded on replay.
  */
-export type IommuEvent = TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent | SlotEvent;
+export type IommuEvent =
+  | TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent | SlotEvent
+  | DdwEvent | IoasEvent | HwptEvent | IdeviceEvent | IommufdCtxEvent;
 export type IommuEventType = IommuEvent['type'];
 
 /**
@@ -17,11 +24,14 @@ export type IommuEventType = IommuEvent['type'];
  * add an upcaster for the old shape in upcast.ts when old rows need one; rows are never rewritten.
  * - 1: the first catalogue.
  * - 2: DeviceAdded may carry `pf` and `sriov`, PeCreated `vf` (SR-IOV); a build reading up to 1 would
- *   fold those events without them and build another state, so it must refuse them. Version 1 events
- *   read the same as before (no upcaster).
- * - 3: TcesMapped.perm in words ("r", "rw") instead of TCE bits (1, 3).
+ *   fold those events without them and build another state, so it must refuse them.
+ * - 3: PagingDomainAllocated carries its `windows` (one or two) instead of one window's
+ *   slot/start/size/pageShift, and a kernel table may be `dynamic` (a pSeries DDW); a build reading up
+ *   to 2 would fold those wrongly. Versions 1 and 2 of these events read the same as before (evolve
+ *   takes both shapes; no upcaster).
+ * - 4: TcesMapped.perm in words ("r", "rw") instead of TCE bits (1, 3): upcast.ts lifts older rows.
  */
-export const EVENT_SCHEMA_VERSION = 3;
+export const EVENT_SCHEMA_VERSION = 4;
 
 const TYPES: Record<IommuEventType, true> = {
   PhbAdded: true, DeviceAdded: true, DeviceRemoved: true, DriverBound: true, DriverUnbound: true,
@@ -31,6 +41,11 @@ const TYPES: Record<IommuEventType, true> = {
   PagingDomainAllocated: true, PagingDomainFreed: true, DeviceAttached: true, DeviceDetached: true,
   TcesMapped: true, TcesCleared: true,
   RemovalRequested: true, SlotRegistered: true, SlotStateChanged: true,
+  PhbOptionSet: true,
+  IoasAllocated: true, IoasDestroyed: true, IoasAreaMapped: true, IoasAreaUnmapped: true, IoasAllowedSet: true, IoasTestReserved: true,
+  HwptAllocated: true, HwptDestroyed: true,
+  IommufdDeviceBound: true, IommufdDeviceUnbound: true, IommufdDeviceAttached: true, IommufdDeviceDetached: true,
+  IommufdGroupReplaced: true, IommufdClosed: true,
 };
 export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];
 

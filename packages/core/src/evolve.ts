@@ -1,6 +1,11 @@
+import { evolveDdw } from './ddw.js';
 import { evolveDomain } from './domain.js';
 import type { IommuEvent } from './events.js';
 import { evolveGroup } from './group.js';
+import { evolveHwpt } from './hwpt.js';
+import { evolveIdevice } from './idevice.js';
+import { evolveIoas } from './ioas.js';
+import { evolveIommufdCtx } from './iommufd-destroy.js';
 import { evolvePe } from './pe.js';
 import { evolvePinned } from './pinning.js';
 import { evolveSlot } from './slot.js';
@@ -46,6 +51,26 @@ function route(state: State, event: IommuEvent): State {
     case 'SlotRegistered':
     case 'SlotStateChanged':
       return evolveSlot(state, event);
+    case 'PhbOptionSet':
+      return evolveDdw(state, event);
+    case 'IoasAllocated':
+    case 'IoasDestroyed':
+    case 'IoasAreaMapped':
+    case 'IoasAreaUnmapped':
+    case 'IoasAllowedSet':
+    case 'IoasTestReserved':
+      return evolveIoas(state, event);
+    case 'HwptAllocated':
+    case 'HwptDestroyed':
+      return evolveHwpt(state, event);
+    case 'IommufdDeviceBound':
+    case 'IommufdDeviceUnbound':
+    case 'IommufdDeviceAttached':
+    case 'IommufdDeviceDetached':
+    case 'IommufdGroupReplaced':
+      return evolveIdevice(state, event);
+    case 'IommufdClosed':
+      return evolveIommufdCtx(state, event);
   }
 }
 

@@ -6,7 +6,7 @@ export type { Command, CommandType, DeviceFields, Output } from './commands.js';
 export { decide, type Decision } from './decide.js';
 export { evolve, fold } from './evolve.js';
 export { EVENT_SCHEMA_VERSION, EVENT_TYPES, isEventType, type IommuEvent, type IommuEventType } from './events.js';
-export { ERRNO_CODES, HCALL_CODES, IommuError, type ErrnoCode, type ErrorCode, type HcallCode } from './errors.js';
+export { ERRNO_CODES, HCALL_CODES, IommuError, RTAS_CODES, type ErrnoCode, type ErrorCode, type HcallCode, type RtasCode } from './errors.js';
 export { invariants, invariantsAfter, type Violation } from './invariants.js';
 export {
   formatBdf, isBridgeClass, normalizeBdf, parseBdf, PHB_PAGE_SHIFTS, PLATFORM_GENERATIONS,
@@ -16,15 +16,21 @@ export { slotDevices } from './slot.js';
 export { decodeState, decodeValue, encodeState, encodeValue, SNAPSHOT_FORMAT } from './snapshot-codec.js';
 export { initialState } from './state.js';
 export type {
-  Device, DomainRef, Group, PagingDomain, Pe, PeId, Phb, Slot, SlotState, Sriov, State, TableGroup, TableRef, Window,
+  Device, DomainRef, DomainWindow, Group, PagingDomain, Pe, PeId, Phb, Slot, SlotState, Sriov, State, TableGroup, TableRef, Window,
 } from './state.js';
 export {
-  TCE_PCI_READ, TCE_PCI_WRITE, tceAllocatedBytes, tceClearRange, tceGet, tcePermBits, tcePermName, tceRuns, tceTableCreate,
-  tceWriteRange, type TcePerm, type TceRun, type TceTable,
+  TCE_PCI_READ, TCE_PCI_WRITE, tceAllocatedBytes, tceClearRange, tceFirstValid, tceGet, tceLeafBases, tceRuns, tceTableCreate,
+  tcePermBits, tcePermName, tceValidRun, tceWriteRange, tceWriteRun, type TcePerm, type TceRun, type TceTable,
 } from './tce-table.js';
 export type { Prot } from './domain.js';
-export { HOST_PAGE_SHIFT } from './domain.js';
+export { domainIovaToPhys, windowAt } from './domain.js';
+export { dma64Start, resolveWindows, SPAPR_LARGEST_BLOCK, TVE1_4GB_BASE, type PhbOption, type WindowData, type WindowSpec } from './ddw.js';
+export { HOST_PAGE_SHIFT, MAX_TABLE_LEVELS, pnvTableBytes, pnvTableGeometry, pnvTableSizeBound, type TableGeometry } from './tce-levels.js';
+export { MAP_FLAGS } from './ioas.js';
+export { deviceReservedRegions } from './idevice.js';
+export { liobn } from './rtas.js';
 export { upcast, UPCASTERS, type Upcaster, type UpcasterRegistry } from './upcast.js';
+export type { Area, Hwpt, IDevice, Ioas, IommufdContext, IommufdObject, Range, Reserved, ReservedOwner } from './iommufd-ctx.js';
 export { fromHex, parseU64, toHex, U64_MAX, type Hex } from './u64.js';
 export { canonicalJson, canonicalState, domainMappings, domainRefView, stateView, type Json, type MappingView } from './view.js';
 export { BYPASS_BASE } from './window.js';

@@ -1,7 +1,9 @@
+import { slotStart } from './ddw.js';
+import { domainMappedBytes } from './pinning.js';
+import { iommufdInvariants } from './iommufd-invariants.js';
 import type { Bdf } from './pci.js';
 import type { PeId, State } from './state.js';
 import { tceRuns, tceValidFrom } from './tce-table.js';
-import { slotStart } from './window.js';
 
 /**
  * Isolation and consistency rules that must hold after every event. Each names the rule it breaks.
@@ -20,7 +22,7 @@ import { slotStart } from './window.js';
  * window translates through; PE numbers are unique per PHB; windows that name a domain match its
  * aperture; every valid TCE lies inside the window of its table group; each context has pinned exactly
  * what its mappings pin; a slot that is not populated has no device; nothing refers to a removed
- * device, PE, group, domain or slot.
+ * device, PE, group, domain or slot. The iommufd layer's rules are in iommufd-invariants.ts.
  */
 export interface Violation {
   readonly rule: string;
@@ -36,6 +38,7 @@ export function invariants(state: State): Violation[] {
   for (const name of Object.keys(state.slots)) c.slot(name);
   const contexts = new Set([...Object.keys(state.pinned), ...Object.values(state.domains).map((d) => d.context)]);
   for (const ctx of contexts) c.context(ctx);
+  iommufdInvariants(state, true, (rule, detail) => c.bad(rule, detail));
   return c.out;
 }
 
@@ -103,6 +106,9 @@ export function invariantsAfter(before: State, after: State): Violation[] {
   for (const id of domains) c.domain(id);
   for (const name of slots) c.slot(name);
   for (const ctx of contexts) c.context(ctx);
+  // iommufd rules read objects, their domains, groups and devices: any change to those re-checks them.
+  const iommufdInputs = before.iommufd !== after.iommufd || before.domains !== after.domains || before.groups !== after.groups || before.devices !== after.devices;
+  if (iommufdInputs) iommufdInvariants(after, false, (rule, detail) => c.bad(rule, detail));
   return c.out;
 }
 
@@ -186,8 +192,10 @@ class Checker {
       else {
         if (d.group !== id) this.bad('group-domain', `group ${id} is on domain ${d.id}, which serves group ${d.group}`);
         if (d.context !== g.owner) this.bad('domain-owner', `group ${id} (owner ${g.owner}) is on domain ${d.id} of context ${d.context}`);
-        const w = pe?.windows[d.slot];
-        if (!w || w.table.kind !== 'domain' || w.table.domain !== d.id) this.bad('window-programmed', `group ${id} is on domain ${d.id} but ${g.pe} slot ${d.slot} does not translate through it`);
+        for (const dw of d.windows) {
+          const w = pe?.windows[dw.slot];
+          if (!w || w.table.kind !== 'domain' || w.table.domain !== d.id) this.bad('window-programmed', `group ${id} is on domain ${d.id} but ${g.pe} slot ${dw.slot} does not translate through it`);
+        }
       }
     }
     if (id >= s.nextGroupId) this.bad('ids', `group ${id} is not below nextGroupId ${s.nextGroupId}`);
@@ -210,11 +218,12 @@ class Checker {
     if (pe.group !== null && s.groups[pe.group]?.pe !== id) this.bad('pe-group', `${id} refers to group ${pe.group}, which is missing or elsewhere`);
     pe.windows.forEach((w, slot) => {
       if (!w) return;
-      if (w.start !== slotStart(pe, slot as 0 | 1)) this.bad('window-slot', `${id} slot ${slot} starts at ${w.start}, not at the slot's bus address`);
+      if (w.start !== slotStart(s, pe, slot as 0 | 1)) this.bad('window-slot', `${id} slot ${slot} starts at ${w.start}, not at the slot's bus address`);
       if (w.table.kind !== 'domain') return;
       const d = s.domains[w.table.domain];
+      const dw = d?.windows.find((x) => x.slot === slot);
       if (!d) this.bad('window-table', `${id} slot ${slot} translates through missing domain ${w.table.domain}`);
-      else if (d.pe !== id || d.slot !== slot || d.start !== w.start || d.last !== w.start + w.size - 1n) {
+      else if (d.pe !== id || !dw || dw.start !== w.start || dw.last !== w.start + w.size - 1n || dw.table.pageShift !== w.pageShift) {
         this.bad('window-table', `${id} slot ${slot} does not match domain ${d.id}'s aperture`);
       }
     });
@@ -229,18 +238,20 @@ class Checker {
     else if (group.pe !== d.pe) this.bad('domain-group', `domain ${id} is on ${d.pe}, its group ${group.id} on ${group.pe}`);
     const pe = s.pes[d.pe];
     if (!pe) this.bad('domain-pe', `domain ${id} refers to missing PE ${d.pe}`);
-    else {
-      const tg = pe.tableGroup;
-      const inWindow = d.start === slotStart(pe, d.slot) && (d.slot !== 0 || d.last <= tg.tce32Start + tg.tce32Size - 1n);
-      if (!inWindow) this.bad('tce-in-window', `domain ${id}'s aperture is not inside window slot ${d.slot} of ${pe.id}`);
-    }
-    const entries = Number((d.last - d.start + 1n) >> BigInt(d.table.pageShift));
-    if (entries !== d.table.size) this.bad('tce-in-window', `domain ${id}: table of ${d.table.size} entries for a ${entries}-entry window`);
-    if (tceValidFrom(d.table, d.table.size)) this.bad('tce-in-window', `domain ${id}: valid TCE beyond the window`);
-    if (this.deep) {
-      const valid = tceRuns(d.table).reduce((n, r) => n + r.count, 0);
-      if (valid !== d.table.valid) this.bad('tce-count', `domain ${id}: ${valid} valid TCEs, counted ${d.table.valid}`);
-    }
+    // One or two windows in slot order, each starting at its slot's bus address, never overlapping.
+    d.windows.forEach((w, i) => {
+      const prev = d.windows[i - 1];
+      if (prev && (prev.slot >= w.slot || prev.last >= w.start)) this.bad('domain-windows', `domain ${id}: windows ${prev.slot} and ${w.slot} are out of order or overlap`);
+      if (pe && w.start !== slotStart(s, pe, w.slot)) this.bad('tce-in-window', `domain ${id}'s window ${w.slot} does not start at slot ${w.slot} of ${pe.id}`);
+      const entries = Number((w.last - w.start + 1n) >> BigInt(w.table.pageShift));
+      if (entries !== w.table.size) this.bad('tce-in-window', `domain ${id} slot ${w.slot}: table of ${w.table.size} entries for a ${entries}-entry window`);
+      if (tceValidFrom(w.table, w.table.size)) this.bad('tce-in-window', `domain ${id} slot ${w.slot}: valid TCE beyond the window`);
+      if (this.deep) {
+        const valid = tceRuns(w.table).reduce((n, r) => n + r.count, 0);
+        if (valid !== w.table.valid) this.bad('tce-count', `domain ${id} slot ${w.slot}: ${valid} valid TCEs, counted ${w.table.valid}`);
+      }
+    });
+    if (d.windows.length < 1 || d.windows.length > 2) this.bad('domain-windows', `domain ${id} has ${d.windows.length} windows`);
     if (id >= s.nextDomainId) this.bad('ids', `domain ${id} is not below nextDomainId ${s.nextDomainId}`);
   }
 
@@ -264,7 +275,7 @@ class Checker {
   context(ctx: string): void {
     const s = this.s;
     let mapped = 0n;
-    for (const d of Object.values(s.domains)) if (d.context === ctx) mapped += BigInt(d.table.valid) << BigInt(d.table.pageShift);
+    for (const d of Object.values(s.domains)) if (d.context === ctx) mapped += domainMappedBytes(d);
     const pinned = s.pinned[ctx];
     if (pinned !== undefined && pinned <= 0n) this.bad('pinned-pages', `context ${ctx} has a pinned count of ${pinned}`);
     if ((pinned ?? 0n) !== mapped) this.bad('pinned-pages', `context ${ctx} has 0x${(pinned ?? 0n).toString(16)} bytes pinned, its mappings pin 0x${mapped.toString(16)}`);

@@ -1,3 +1,4 @@
+import type { IommufdContext } from './iommufd-ctx.js';
 import type { Bdf, PhbGeneration, Platform } from './pci.js';
 import type { TceTable } from './tce-table.js';
 
@@ -27,6 +28,10 @@ export interface State {
   readonly nextGroupId: number;
   /** Next paging domain id (from 1: 0 is never a valid object id). */
   readonly nextDomainId: number;
+  /** Start of window slot 1 on PHBs configured away from 1<<59 (TVE#1 at 4 GiB); absent = 1<<59. */
+  readonly dma64Base: Readonly<Record<string, bigint>>;
+  /** iommufd contexts (open /dev/iommu files) by name, each with its object table. */
+  readonly iommufd: Readonly<Record<string, IommufdContext>>;
 }
 
 export interface Phb {
@@ -102,7 +107,14 @@ export interface TableGroup {
   readonly maxLevels: number;
 }
 
-export type TableRef = { readonly kind: 'kernel' } | { readonly kind: 'domain'; readonly domain: number };
+/**
+ * What a window translates through: a kernel table (the default configuration, or on pSeries a
+ * dynamic window the guest kernel created with ibm,create-pe-dma-window: `dynamic`), or a paging
+ * domain's table.
+ */
+export type TableRef =
+  | { readonly kind: 'kernel'; readonly dynamic?: boolean }
+  | { readonly kind: 'domain'; readonly domain: number };
 
 /** A programmed DMA window (a TVE on PowerNV): bus range [start, start+size-1] through a table. */
 export interface Window {
@@ -149,17 +161,28 @@ export interface Group {
   readonly attached: readonly Bdf[];
 }
 
+/** One window of a paging domain: a TCE table behind one slot of the table group. */
+export interface DomainWindow {
+  readonly slot: 0 | 1;
+  /** Aperture: first and last (inclusive) mappable bus address. */
+  readonly start: bigint;
+  readonly last: bigint;
+  /** Table levels (1-5 on PowerNV, 1 on pSeries): decides the kernel's allocation, not the translation. */
+  readonly levels: number;
+  readonly table: TceTable;
+}
+
 export interface PagingDomain {
   readonly id: number;
   readonly context: string;
   /** The group (and so the table group) this domain was allocated for; attach checks it. */
   readonly group: number;
   readonly pe: PeId;
-  readonly slot: 0 | 1;
-  /** Aperture: first and last (inclusive) mappable bus address. */
-  readonly start: bigint;
-  readonly last: bigint;
-  readonly table: TceTable;
+  /**
+   * One or two windows, one per slot, in slot order. The domain's apertures are the windows' ranges;
+   * its pgsize_bitmap is the union of their page sizes.
+   */
+  readonly windows: readonly DomainWindow[];
 }
 
 export const initialState: State = {
@@ -173,6 +196,8 @@ export const initialState: State = {
   pinned: {},
   nextGroupId: 0,
   nextDomainId: 1,
+  dma64Base: {},
+  iommufd: {},
 };
 
 /** Record helpers for immutable updates; keys are kept in insertion order. */

@@ -63,37 +63,78 @@ export function tceGet(table: TceTable, index: number): bigint {
   return node === undefined ? 0n : (node as Leaf)[index & MASK]!;
 }
 
-/** Writes `count` consecutive entries from `index`: entry index+i gets value(i) (non-zero: a valid TCE). */
+/**
+ * Writes `count` consecutive entries from `index`: entry index+i gets value(i) (non-zero: a valid TCE).
+ * `value` is called exactly once per entry, in index order.
+ */
 export function tceWriteRange(
   table: TceTable,
   index: number,
   count: number,
   value: (i: number) => bigint,
 ): TceTable {
-  return writeRange(table, index, count, value);
+  return update(table, index, count, true, (leaf, base, from, to) => {
+    let out: Leaf | undefined;
+    let delta = 0;
+    for (let i = from; i < to; i++) {
+      const v = value(i - index);
+      const old = leaf === undefined ? 0n : leaf[i - base]!;
+      if (old === v) continue;
+      out ??= leaf === undefined ? new BigUint64Array(FANOUT) : leaf.slice();
+      out[i - base] = v;
+      delta += (v !== 0n ? 1 : 0) - (old !== 0n ? 1 : 0);
+    }
+    return { leaf: out ?? leaf, delta };
+  });
+}
+
+/**
+ * Writes `count` consecutive TCEs from `index`, the first `first` and each the previous one plus
+ * `step` (a run of pages: address | permission bits). Every value must be non-zero. The common case of
+ * a map, so it is one tight loop per leaf.
+ */
+export function tceWriteRun(table: TceTable, index: number, count: number, first: bigint, step: bigint): TceTable {
+  return update(table, index, count, true, (leaf, base, from, to) => {
+    const out = leaf === undefined ? new BigUint64Array(FANOUT) : leaf.slice();
+    let delta = to - from;
+    if (leaf !== undefined) for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) delta--;
+    let v = first + BigInt(from - index) * step;
+    for (let j = from - base; j < to - base; j++) {
+      out[j] = v;
+      v += step;
+    }
+    return { leaf: out, delta };
+  });
 }
 
 /** Clears `count` entries from `index`. Missing levels are skipped, never allocated. */
 export function tceClearRange(table: TceTable, index: number, count: number): TceTable {
-  return writeRange(table, index, count, null);
+  return update(table, index, count, false, (leaf, base, from, to) => {
+    if (leaf === undefined) return { leaf, delta: 0 };
+    let valid = 0;
+    for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) valid++;
+    if (valid === 0) return { leaf, delta: 0 };
+    const out = leaf.slice();
+    out.fill(0n, from - base, to - base);
+    return { leaf: out, delta: -valid };
+  });
 }
 
-function writeRange(table: TceTable, index: number, count: number, valueFn: ((i: number) => bigint) | null): TceTable {
-  const value = valueFn ?? (() => 0n);
+/** What one leaf becomes for the entries [from, to) it holds (base is its first index), and the change in valid entries. */
+type LeafUpdate = (leaf: Leaf | undefined, base: number, from: number, to: number) => { leaf: Leaf | undefined; delta: number };
+
+/**
+ * Applies `op` to every leaf under [index, index+count), copying the path to each changed leaf.
+ * Missing subtrees are created only when `allocate` (writes); clearing under them is a no-op.
+ */
+function update(table: TceTable, index: number, count: number, allocate: boolean, op: LeafUpdate): TceTable {
   if (count <= 0) return table;
   let validDelta = 0;
   const write = (node: TceNode | undefined, level: number, base: number, from: number, to: number): TceNode | undefined => {
     if (level === 0) {
-      let leaf: Leaf | undefined;
-      for (let i = from; i < to; i++) {
-        const v = value(i - index);
-        const old = node === undefined ? 0n : (node as Leaf)[i - base]!;
-        if (old === v) continue;
-        if (leaf === undefined) leaf = node === undefined ? new BigUint64Array(FANOUT) : (node as Leaf).slice();
-        leaf[i - base] = v;
-        validDelta += (v !== 0n ? 1 : 0) - (old !== 0n ? 1 : 0);
-      }
-      return leaf ?? node;
+      const r = op(node as Leaf | undefined, base, from, to);
+      validDelta += r.delta;
+      return r.leaf;
     }
     const span = 2 ** (FANOUT_SHIFT * level);
     let dir: (TceNode | undefined)[] | undefined;
@@ -102,8 +143,7 @@ function writeRange(table: TceTable, index: number, count: number, valueFn: ((i:
       const childBase = base + slot * span;
       const end = Math.min(to, childBase + span);
       const child = node === undefined ? undefined : (node as Dir)[slot];
-      // Clearing under a missing subtree is a no-op: never allocate levels to write zeros.
-      if (child !== undefined || valueFn !== null) {
+      if (child !== undefined || allocate) {
         const next = write(child, level - 1, childBase, start, end);
         if (next !== child) {
           dir ??= node === undefined ? new Array<TceNode | undefined>(FANOUT).fill(undefined) : (node as Dir).slice();
@@ -177,12 +217,57 @@ export function tceValidFrom(table: TceTable, from: number): boolean {
 
 /** Bytes of TCE storage allocated (leaves only; 8 bytes per entry slot). */
 export function tceAllocatedBytes(table: TceTable): number {
-  let bytes = 0;
-  const visit = (node: TceNode | undefined, level: number): void => {
+  return tceLeafBases(table).length * FANOUT * 8;
+}
+
+/** First index of each allocated leaf (FANOUT entries), ascending: where the table has ever been written. */
+export function tceLeafBases(table: TceTable): number[] {
+  const bases: number[] = [];
+  const visit = (node: TceNode | undefined, level: number, base: number): void => {
     if (node === undefined) return;
-    if (level === 0) bytes += (node as Leaf).byteLength;
-    else for (const child of node as Dir) visit(child, level - 1);
+    if (level === 0) {
+      bases.push(base);
+      return;
+    }
+    const span = 2 ** (FANOUT_SHIFT * level);
+    (node as Dir).forEach((child, slot) => visit(child, level - 1, base + slot * span));
   };
-  visit(table.root, table.depth - 1);
-  return bytes;
+  visit(table.root, table.depth - 1, 0);
+  return bases;
+}
+
+/** The first valid entry in [index, index+count), or -1. Never-written levels are skipped whole. */
+export function tceFirstValid(table: TceTable, index: number, count: number): number {
+  return firstWhere(table, index, Math.min(table.size, index + count), false);
+}
+
+/** How many entries from `index` (at most `count`) are valid before the first invalid one. */
+export function tceValidRun(table: TceTable, index: number, count: number): number {
+  const end = Math.min(table.size, index + count);
+  const hole = firstWhere(table, index, end, true);
+  return (hole < 0 ? end : hole) - index;
+}
+
+/** First index in [from, to) whose entry is zero (`zero`) or non-zero (`!zero`); -1 if none. */
+function firstWhere(table: TceTable, from: number, to: number, zero: boolean): number {
+  if (from >= to) return -1;
+  const find = (node: TceNode | undefined, level: number, base: number, lo: number, hi: number): number => {
+    if (node === undefined) return zero ? lo : -1;
+    if (level === 0) {
+      const leaf = node as Leaf;
+      for (let i = lo; i < hi; i++) if ((leaf[i - base] === 0n) === zero) return i;
+      return -1;
+    }
+    const span = 2 ** (FANOUT_SHIFT * level);
+    for (let start = lo; start < hi; ) {
+      const slot = Math.floor((start - base) / span);
+      const childBase = base + slot * span;
+      const end = Math.min(hi, childBase + span);
+      const found = find((node as Dir)[slot], level - 1, childBase, start, end);
+      if (found >= 0) return found;
+      start = end;
+    }
+    return -1;
+  };
+  return find(table.root, table.depth - 1, 0, from, to);
 }

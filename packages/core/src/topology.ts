@@ -1,6 +1,7 @@
 import { detachDevice } from './domain.js';
 import { fail } from './errors.js';
 import { releaseDevice, requireDevice } from './group.js';
+import { releaseForRemoval } from './idevice.js';
 import { ensurePe, peAddDevice, peRemoveDevice } from './pe.js';
 import {
   isBridgeClass, normalizeBdf, parseBdf, PHB_PAGE_SHIFTS, PLATFORM_GENERATIONS, type Bdf, type PhbGeneration, type Platform,
@@ -222,6 +223,7 @@ export function removeDevice(tx: Tx, bdf: Bdf, surprise: boolean): void {
 
 /** Removes one PCI function and whatever only it kept alive: its group, those domains, its PE. */
 export function removeFunction(tx: Tx, bdf: Bdf, surprise: boolean): void {
+  releaseForRemoval(tx, bdf, surprise);
   const dev = requireDevice(tx.state, bdf);
   if (dev.group !== null) {
     const g = tx.state.groups[dev.group]!;

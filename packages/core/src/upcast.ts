@@ -15,9 +15,9 @@ export type UpcasterRegistry = Readonly<Record<string, Readonly<Record<number, U
 
 export const UPCASTERS: UpcasterRegistry = {
   TcesMapped: {
-    // 2 -> 3: permission bits (1 = READ, 3 = READ|WRITE) became words ("r", "rw"). The payload had
-    // not changed from 1 to 2, so schema-1 rows take this step too.
-    2: (data) => {
+    // 3 -> 4: permission bits (1 = READ, 3 = READ|WRITE) became words ("r", "rw"). The payload had
+    // not changed from 1 to 3, so older rows take this step too.
+    3: (data) => {
       const d = data as { readonly [key: string]: Json };
       return { ...d, perm: tcePermName(BigInt(d.perm as number)) };
     },

@@ -1,4 +1,6 @@
-import type { DomainRef, PagingDomain, State, TableRef, Window } from './state.js';
+import { iommufdView } from './iommufd-view.js';
+import type { DomainRef, DomainWindow, PagingDomain, State, TableRef, Window } from './state.js';
+import { pnvTableBytes, pnvTableGeometry } from './tce-levels.js';
 import { TCE_PERM_MASK, tcePermName, tceRuns } from './tce-table.js';
 import { toHex } from './u64.js';
 
@@ -42,12 +44,27 @@ export function stateView(state: State): Json {
       id: g.id, pe: g.pe, devices: [...g.devices], owner: g.owner, claimed: [...g.claimed], domain: domainRefView(g.domain), attached: [...g.attached],
     })),
     domains: Object.values(state.domains).map((d) => ({
-      id: d.id, context: d.context, group: d.group, pe: d.pe, slot: d.slot,
-      aperture: [toHex(d.start), toHex(d.last)], pgsize: toHex(1n << BigInt(d.table.pageShift)), entries: d.table.size,
-      validTces: d.table.valid, mappings: [...domainMappings(d)],
+      id: d.id, context: d.context, group: d.group, pe: d.pe,
+      windows: d.windows.map((w) => domainWindowView(state, d, w)), mappings: [...domainMappings(d)],
     })),
     slots: Object.values(state.slots).map((s) => ({ name: s.name, phb: s.phb, bus: s.bus, state: s.state })),
     pinned: Object.fromEntries(Object.entries(state.pinned).map(([context, bytes]) => [context, toHex(bytes)])),
+    dma64Base: Object.entries(state.dma64Base).map(([phb, base]) => ({ phb: Number(phb), base: toHex(base) })),
+    iommufd: iommufdView(state),
+  };
+}
+
+/**
+ * One window of a domain. `kernelBytes` is what the PowerNV kernel has allocated for its table now
+ * (top level plus the lower levels written so far); null on pSeries, where the hypervisor holds it.
+ */
+function domainWindowView(state: State, d: PagingDomain, w: DomainWindow): Json {
+  const powernv = state.phbs[state.pes[d.pe]!.phb]!.platform === 'powernv';
+  const size = w.last - w.start + 1n;
+  return {
+    slot: w.slot, aperture: [toHex(w.start), toHex(w.last)], pgsize: toHex(1n << BigInt(w.table.pageShift)), levels: w.levels,
+    entries: w.table.size, validTces: w.table.valid,
+    kernelBytes: powernv ? pnvTableBytes(pnvTableGeometry(w.table.pageShift, size, w.levels), w.table) : null,
   };
 }
 
@@ -61,13 +78,15 @@ export type MappingView = {
 
 /** A domain's valid TCEs as ranges: consecutive pages, consecutive addresses, same permission. */
 export function domainMappings(d: PagingDomain): MappingView[] {
-  const shift = BigInt(d.table.pageShift);
-  return tceRuns(d.table).map((r) => ({
-    iova: toHex(d.start + (BigInt(r.index) << shift)),
-    paddr: toHex(r.first & ~TCE_PERM_MASK),
-    pages: r.count,
-    perm: tcePermName(r.first),
-  }));
+  return d.windows.flatMap((w) => {
+    const shift = BigInt(w.table.pageShift);
+    return tceRuns(w.table).map((r) => ({
+      iova: toHex(w.start + (BigInt(r.index) << shift)),
+      paddr: toHex(r.first & ~TCE_PERM_MASK),
+      pages: r.count,
+      perm: tcePermName(r.first),
+    }));
+  });
 }
 
 function hex4(n: number): string {
@@ -79,7 +98,8 @@ export function domainRefView(ref: DomainRef): string {
 }
 
 function tableRefView(ref: TableRef): string {
-  return ref.kind === 'kernel' ? 'kernel' : `domain:${ref.domain}`;
+  if (ref.kind === 'domain') return `domain:${ref.domain}`;
+  return ref.dynamic ? 'kernel-ddw' : 'kernel';
 }
 
 function windowView(w: Window | null): Json {

@@ -3,8 +3,8 @@ import type { Tx } from './tx.js';
 import { fromHex, toHex, type Hex } from './u64.js';
 
 /**
- * DMA windows of a table group: two slots per PE. Slot 0 starts at tce32_start; slot 1 at 1<<59 on
- * PowerNV (tce_bypass_base). The slot decides the start, not the caller (ppc-platform.md 2.2).
+ * DMA windows of a table group: two slots per PE. Slot 0 starts at tce32_start; slot 1 at 1<<59
+ * (tce_bypass_base) or 4 GiB (ddw.ts). The slot decides the start, not the caller (ppc-platform.md 2.2).
  *
  * Invariants: a window is only ever set on a free slot (set_window after unset_window), and a window
  * that translates through a paging domain's table covers exactly that domain's aperture.
@@ -32,10 +32,6 @@ export const BYPASS_BASE = 1n << 59n;
  */
 export const HOST_RAM = 256n << 30n;
 const KERNEL_PAGE_SHIFT = 16;
-
-export function slotStart(pe: Pe, slot: 0 | 1): bigint {
-  return slot === 0 ? pe.tableGroup.tce32Start : BYPASS_BASE;
-}
 
 /** The kernel's own DMA set-up of a PE: used at first device set-up and again on ownership release. */
 export function setDefaultConfig(tx: Tx, pe: Pe): void {

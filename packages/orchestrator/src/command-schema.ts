@@ -43,6 +43,14 @@ export const deviceFields = {
   vfDevice: pciId.optional(),
 };
 const slotName = z.string().min(1).max(64);
+/** iommufd flag names (FIXED_IOVA, READABLE, ...): core refuses unknown ones with EOPNOTSUPP, as the kernel does. */
+const flags = z.array(z.string().min(1));
+const range = z.strictObject({ start: u64, last: u64 });
+/** HWPT-allocation window data; core checks the values (EINVAL/ENOMEM), as the driver would. */
+const windowSpec = z.strictObject({ window: z.number().int(), pageShift: z.number().int(), size: u64, levels: z.number().int() });
+/** RTAS arguments are 32-bit cells. */
+const shift = z.number().int().nonnegative().max(0xffff_ffff);
+const u32 = u64.refine((v) => v <= 0xffff_ffffn, 'not a 32-bit value').transform((v) => Number(v));
 
 export const COMMAND_SCHEMAS = {
   addPhb: z.strictObject({
@@ -75,6 +83,31 @@ export const COMMAND_SCHEMAS = {
   }),
   unmapPages: z.strictObject({ type: z.literal('unmapPages'), context, domain: id, iova: u64, pgsize: u64, pgcount: count }),
   iovaToPhys: z.strictObject({ type: z.literal('iovaToPhys'), context, domain: id, iova: u64 }),
+  setPhbOption: z.strictObject({ type: z.literal('setPhbOption'), phb: z.number().int(), option: z.enum(['tve1-4gb']), enabled: z.boolean() }),
+  iommufdBind: z.strictObject({ type: z.literal('iommufdBind'), context, bdf }),
+  iommufdUnbind: z.strictObject({ type: z.literal('iommufdUnbind'), context, device: id }),
+  iommufdDestroy: z.strictObject({ type: z.literal('iommufdDestroy'), context, id }),
+  iommufdClose: z.strictObject({ type: z.literal('iommufdClose'), context }),
+  ioasAlloc: z.strictObject({ type: z.literal('ioasAlloc'), context }),
+  ioasMap: z.strictObject({ type: z.literal('ioasMap'), context, ioas: id, flags, iova: u64.optional(), length: u64, paddr: u64 }),
+  ioasUnmap: z.strictObject({ type: z.literal('ioasUnmap'), context, ioas: id, iova: u64, length: u64 }),
+  ioasCopy: z.strictObject({
+    type: z.literal('ioasCopy'), context, dstIoas: id, srcIoas: id, flags, dstIova: u64.optional(), srcIova: u64, length: u64,
+  }),
+  ioasIovaRanges: z.strictObject({ type: z.literal('ioasIovaRanges'), context, ioas: id, numIovas: z.number().int().nonnegative().optional() }),
+  ioasAllowIovas: z.strictObject({ type: z.literal('ioasAllowIovas'), context, ioas: id, ranges: z.array(range) }),
+  ioasAddReserved: z.strictObject({ type: z.literal('ioasAddReserved'), context, ioas: id, start: u64, length: u64 }),
+  hwptAlloc: z.strictObject({
+    type: z.literal('hwptAlloc'), context, device: id, ptId: id, flags: flags.optional(), windows: z.array(windowSpec).optional(),
+  }),
+  deviceAttach: z.strictObject({ type: z.literal('deviceAttach'), context, device: id, ptId: id }),
+  deviceReplace: z.strictObject({ type: z.literal('deviceReplace'), context, device: id, ptId: id }),
+  deviceDetach: z.strictObject({ type: z.literal('deviceDetach'), context, device: id }),
+  getHwInfo: z.strictObject({ type: z.literal('getHwInfo'), context, device: id }),
+  rtasQueryPeDmaWindow: z.strictObject({ type: z.literal('rtasQueryPeDmaWindow'), phb: z.number().int() }),
+  rtasCreatePeDmaWindow: z.strictObject({ type: z.literal('rtasCreatePeDmaWindow'), phb: z.number().int(), pageShift: shift, windowShift: shift }),
+  rtasRemovePeDmaWindow: z.strictObject({ type: z.literal('rtasRemovePeDmaWindow'), liobn: u32 }),
+  rtasResetPeDmaWindows: z.strictObject({ type: z.literal('rtasResetPeDmaWindows'), phb: z.number().int() }),
 } satisfies Record<CommandType, z.ZodType>;
 
 export const commandSchema = z.discriminatedUnion('type', Object.values(COMMAND_SCHEMAS) as unknown as [

@@ -1,4 +1,4 @@
-import { domainMappings, domainRefView, toHex, type Json, type State } from '@iommu-orch/core';
+import { domainMappings, domainRefView, toHex, type Json, type State, type TableRef } from '@iommu-orch/core';
 import type { StepResult } from './scenario.js';
 
 /**
@@ -21,7 +21,7 @@ export function renderState(state: State, heading: string): string {
       const bus = pe.vf !== null ? `VF ${pe.vf}` : pe.bus === null ? 'all buses' : `bus ${pe.bus.toString(16).padStart(2, '0')}`;
       lines.push(`  PE ${pe.id} (${bus}) ${groupLine(pe.group)}`);
       const windows = pe.windows.map((w, slot) =>
-        w ? `[${slot}] ${toHex(w.start)}..${toHex(w.start + w.size - 1n)} ${pageSize(w.pageShift)} ${w.table.kind === 'kernel' ? 'kernel table' : `domain ${w.table.domain}`}` : `[${slot}] -`,
+        w ? `[${slot}] ${toHex(w.start)}..${toHex(w.start + w.size - 1n)} ${pageSize(w.pageShift)} ${tableText(w.table)}` : `[${slot}] -`,
       );
       lines.push(`    windows ${windows.join('  ')}  bypass ${pe.bypass ? 'on' : 'off'}`);
       for (const bdf of pe.devices) {
@@ -39,11 +39,28 @@ export function renderState(state: State, heading: string): string {
   const domains = Object.values(state.domains);
   lines.push(domains.length ? 'Paging domains' : 'Paging domains: none');
   for (const d of domains) {
-    lines.push(`  domain ${d.id} context ${d.context} group ${d.group} aperture [${toHex(d.start)}, ${toHex(d.last)}] ${pageSize(d.table.pageShift)} pages, ${d.table.valid} valid TCEs`);
+    const windows = d.windows.map((w) => `[${w.slot}] [${toHex(w.start)}, ${toHex(w.last)}] ${pageSize(w.table.pageShift)} pages, ${w.levels} level(s), ${w.table.valid} valid TCEs`);
+    lines.push(`  domain ${d.id} context ${d.context} group ${d.group} ${windows.join('  ')}`);
     for (const m of domainMappings(d)) lines.push(`    ${m.iova} -> ${m.paddr} ${m.perm} x${m.pages}`);
   }
   for (const [context, bytes] of Object.entries(state.pinned)) lines.push(`Pinned by context ${context}: ${toHex(bytes)} bytes`);
+  for (const [context, ctx] of Object.entries(state.iommufd)) {
+    lines.push(`iommufd context ${context}`);
+    for (const o of Object.values(ctx.objects)) {
+      if (o.kind === 'device') lines.push(`  DEVICE ${o.id} ${o.bdf}${o.hwpt === null ? '' : ` attached to HWPT ${o.hwpt}`}`);
+      else if (o.kind === 'hwpt') lines.push(`  HWPT ${o.id}${o.auto ? ' (auto)' : ''} on IOAS ${o.ioas}, domain ${o.domain}`);
+      else {
+        const ranges = o.areas.map((a) => `[${toHex(a.iova)}, ${toHex(a.last)}]`).join(' ');
+        lines.push(`  IOAS ${o.id}: ${o.areas.length} area(s)${ranges ? ` ${ranges}` : ''}, ${o.reserved.length} reserved, HWPTs ${o.hwpts.join(' ') || '-'}`);
+      }
+    }
+  }
   return lines.join('\n');
+}
+
+function tableText(t: TableRef): string {
+  if (t.kind === 'domain') return `domain ${t.domain}`;
+  return t.dynamic ? 'kernel table (DDW)' : 'kernel table';
 }
 
 /** The heading both `run` and `audit replay` put above a state, so their blocks compare equal. */
@@ -53,7 +70,7 @@ export function stateHeading(position: number, time: string | null): string {
 
 export function renderStep(r: StepResult): string {
   const n = String(r.index).padStart(3);
-  const verdict = r.ok ? `ok ${formatOutput(r.output ?? {})}`.trimEnd() : `${r.error!.code}: ${r.error!.message}`;
+  const verdict = r.ok ? `ok ${formatOutput(r.output ?? {})}`.trimEnd() : `${r.error!.code}: ${r.error!.message}${r.error!.output ? ` (${formatOutput(r.error!.output)})` : ''}`;
   const exp = r.expectationMet === false ? `   <-- expected ${expectText(r.expected)}` : '';
   const broken = (r.violations ?? []).map((v) => `\n      INVARIANT ${v.rule} broken after event ${v.event + 1}: ${v.detail}`);
   return `${n} ${r.type.padEnd(18)} ${verdict}${exp}${broken.join('')}`;
@@ -62,7 +79,8 @@ export function renderStep(r: StepResult): string {
 function expectText(e: StepResult['expected']): string {
   if (e === undefined) return '';
   if (e === 'ok') return 'ok';
-  return 'error' in e ? e.error : `ok ${formatOutput(e.ok)}`;
+  if ('error' in e) return e.output ? `${e.error} ${formatOutput(e.output)}` : e.error;
+  return `ok ${formatOutput(e.ok)}`;
 }
 
 function formatOutput(o: Readonly<Record<string, Json>>): string {

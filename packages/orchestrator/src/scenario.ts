@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { ERRNO_CODES, HCALL_CODES, type Output, type State } from '@iommu-orch/core';
+import { canonicalJson, ERRNO_CODES, HCALL_CODES, RTAS_CODES, type Json, type Output, type State } from '@iommu-orch/core';
 import { z } from 'zod';
 import { formatIssues, InputError, parseCommand } from './command-schema.js';
 import type { EventViolation } from './apply-command.js';
@@ -9,12 +9,12 @@ import type { Orchestrator } from './orchestrator.js';
  * A scenario: a topology and a list of commands, each optionally stating what it expects.
  * The format is documented in docs/scenario-format.md.
  */
-const errorCode = z.enum([...ERRNO_CODES, ...HCALL_CODES]);
-const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+const errorCode = z.enum([...ERRNO_CODES, ...HCALL_CODES, ...RTAS_CODES]);
+const outputs = z.record(z.string(), z.json());
 const expectation = z.union([
   z.literal('ok'),
-  z.strictObject({ ok: z.record(z.string(), scalar) }),
-  z.strictObject({ error: errorCode }),
+  z.strictObject({ ok: outputs }),
+  z.strictObject({ error: errorCode, output: outputs.optional() }),
 ]);
 export type Expectation = z.infer<typeof expectation>;
 
@@ -62,7 +62,8 @@ export interface StepResult {
   readonly note?: string;
   readonly ok: boolean;
   readonly output?: Output;
-  readonly error?: { readonly code: string; readonly message: string };
+  /** A refusal; `output` holds what the kernel still reports with it (EMSGSIZE's count). */
+  readonly error?: { readonly code: string; readonly message: string; readonly output?: Output };
   /** Positions of the events this step appended. */
   readonly positions: readonly number[];
   /** null when the step stated no expectation. */
@@ -113,15 +114,23 @@ export async function runScenario(orchestrator: Orchestrator, scenario: Scenario
           ...base, ok: true, output: r.output, positions: r.events.map((e) => e.position), expectationMet: null,
           ...(r.violations.length > 0 ? { violations: r.violations } : {}),
         }
-      : { ...base, ok: false, error: { code: r.error.code, message: r.error.message }, positions: [], expectationMet: null };
+      : {
+          ...base, ok: false, positions: [], expectationMet: null,
+          error: { code: r.error.code, message: r.error.message, ...(r.error.output === undefined ? {} : { output: r.error.output }) },
+        };
     results.push(s.expect === undefined ? result : { ...result, expected: s.expect, expectationMet: meets(result, s.expect) });
   }
   const passed = results.every((r) => r.expectationMet !== false && r.violations === undefined);
   return { name: scenario.name, results, passed, state: orchestrator.state };
 }
 
+/** Each listed output must equal the reported one (deep equality for lists and objects). */
 function meets(r: StepResult, e: Expectation): boolean {
   if (e === 'ok') return r.ok;
-  if ('error' in e) return !r.ok && r.error?.code === e.error;
-  return r.ok && Object.entries(e.ok).every(([k, v]) => r.output?.[k] === v);
+  if ('error' in e) return !r.ok && r.error?.code === e.error && outputsMatch(r.error.output, e.output ?? {});
+  return r.ok && outputsMatch(r.output, e.ok);
+}
+
+function outputsMatch(actual: Output | undefined, expected: Readonly<Record<string, Json>>): boolean {
+  return Object.entries(expected).every(([k, v]) => actual?.[k] !== undefined && canonicalJson(actual[k]!) === canonicalJson(v));
 }

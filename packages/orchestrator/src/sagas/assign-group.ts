@@ -54,7 +54,7 @@ export function* assignGroup(view: View, plan: AssignPlan): Saga {
   const pgsize = 1n << BigInt(plan.pageShift);
   for (const m of plan.maps) {
     const r = yield {
-      type: 'mapPages', context, domain, iova: d.start + BigInt(m.page) * pgsize, paddr: BigInt(m.frame) * pgsize, pgsize, pgcount: m.pages, prot: m.prot,
+      type: 'mapPages', context, domain, iova: d.windows[0]!.start + BigInt(m.page) * pgsize, paddr: BigInt(m.frame) * pgsize, pgsize, pgcount: m.pages, prot: m.prot,
     };
     // A refused map ends the workload, not the assignment: the domain may be going away under a removal.
     if (!r?.ok && r?.code !== 'EEXIST') break;

@@ -129,9 +129,10 @@ export class Actor {
       case 'work': {
         const d = rng.pick(Object.values(s.domains).filter((x) => x.context === ctx));
         if (!d) return null;
-        const pgsize = 1n << BigInt(d.table.pageShift);
+        const w = d.windows[0]!;
+        const pgsize = 1n << BigInt(w.table.pageShift);
         const m = mapPlan(rng);
-        const iova = d.start + BigInt(m.page) * pgsize;
+        const iova = w.start + BigInt(m.page) * pgsize;
         if (rng.chance(0.45)) return { type: 'unmapPages', context: ctx, domain: d.id, iova, pgsize, pgcount: m.pages };
         if (rng.chance(0.1)) return { type: 'iovaToPhys', context: ctx, domain: d.id, iova };
         return { type: 'mapPages', context: ctx, domain: d.id, iova, paddr: BigInt(m.frame) * pgsize, pgsize, pgcount: m.pages, prot: m.prot };
