@@ -175,21 +175,12 @@ export class SqliteEventStore implements EventStore {
       // The events of one command share their metadata text: parse it once and share the (read-only) object.
       let text = '';
       let metadata = undefined as unknown as EventMetadata;
-      return this.stmts.read.all(after, limit).map((row): StoredEvent => {
-        if (row.metadata !== text) {
-          text = row.metadata;
-          metadata = JSON.parse(text) as EventMetadata;
+      return this.stmts.read.all(after, limit).map(([position, streamId, streamVersion, eventId, type, schemaVersion, data, meta]): StoredEvent => {
+        if (meta !== text) {
+          text = meta;
+          metadata = JSON.parse(meta) as EventMetadata;
         }
-        return {
-          position: row.position,
-          streamId: row.stream_id,
-          streamVersion: row.stream_version,
-          eventId: row.event_id,
-          type: row.type,
-          schemaVersion: row.schema_version,
-          data: JSON.parse(row.data) as unknown,
-          metadata,
-        };
+        return { position, streamId, streamVersion, eventId, type, schemaVersion, data: JSON.parse(data) as unknown, metadata };
       });
     });
   }
@@ -258,7 +249,12 @@ function prepare(db: Database.Database, schemaVersion: number) {
   return {
     streamVersion: db.prepare<[string], { version: number }>('SELECT version FROM streams WHERE stream_id = ?'),
     head: db.prepare<[], { p: number | null }>('SELECT MAX(position) AS p FROM events'),
-    read: db.prepare<[number, number], EventRow>(`SELECT ${COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?`),
+    // Rows as arrays: no intermediate object per row on the replay path.
+    read: db
+      .prepare<[number, number], [number, string, number, string, string, number, string, string]>(
+        `SELECT ${COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?`,
+      )
+      .raw(true),
     readRecords: db.prepare<[number, number], EventRow & { hash: Buffer | null }>(
       `SELECT ${COLUMNS}, ${current ? 'hash' : 'NULL AS hash'} FROM events WHERE position > ? ORDER BY position LIMIT ?`,
     ),
