@@ -54,7 +54,7 @@ export type PagingDomainEvent =
         readonly paddr: Hex;
         readonly pgsize: Hex;
         readonly pgcount: number;
-        /** TCE permission bits written, in words: "r" = TCE_PCI_READ, "rw" = READ|WRITE (schema 1: bits 1 or 3). */
+        /** TCE permission bits written, in words: "r" = TCE_PCI_READ, "rw" = READ|WRITE (schemas 1-3 wrote bits 1 or 3). */
         readonly perm: TcePerm;
       };
     }
