@@ -20,7 +20,8 @@ export type {
 } from './state.js';
 export {
   TCE_PCI_READ, TCE_PCI_WRITE, tceAllocatedBytes, tceClearRange, tceFirstValid, tceGet, tceLeafBases, tceRuns, tceTableCreate,
-  tcePermBits, tcePermName, tceValidRun, tceWriteRange, tceWriteRun, type TcePerm, type TceRun, type TceTable,
+  tcePermBits, tcePermName, tceValidRun, tceWriteRange,
+  withTransientTables, tceWriteRun, type TcePerm, type TceRun, type TceTable,
 } from './tce-table.js';
 export type { Prot } from './domain.js';
 export { domainIovaToPhys, windowAt } from './domain.js';
