@@ -1,4 +1,4 @@
-import { tceGet, type Command, type Output, type PagingDomain, type State } from '@iommu-orch/core';
+import { tceGet, type Command, type DomainWindow, type Output, type PagingDomain, type State } from '@iommu-orch/core';
 import type { Orchestrator } from '@iommu-orch/orchestrator';
 
 /**
@@ -113,30 +113,37 @@ export function nextCommand(rng: () => number, state: State): Command {
   return hotplugCommand(rng, state);
 }
 
+/** The window of the domain a map or unmap aims at (the workload's domains have one; a choice when two). */
+function windowOf(rng: () => number, d: PagingDomain): DomainWindow {
+  return d.windows.length === 1 ? d.windows[0]! : pick(rng, d.windows);
+}
+
 function mapCommand(rng: () => number, d: PagingDomain): Command {
-  const pgsize = 1n << BigInt(d.table.pageShift);
+  const { table, start } = windowOf(rng, d);
+  const pgsize = 1n << BigInt(table.pageShift);
   // A small hot region makes overlaps (EEXIST) and adjacent maps common; the rest spreads over the window.
-  const pages = rng() < 0.7 ? 4096 : d.table.size;
+  const pages = rng() < 0.7 ? 4096 : table.size;
   const pgcount = 1 + Math.floor(rng() * 32);
-  const first = Math.min(Math.floor(rng() * pages), d.table.size - 1);
+  const first = Math.min(Math.floor(rng() * pages), table.size - 1);
   // One map in fifty runs past the aperture end: refused with EINVAL.
-  const page = rng() < 0.02 ? d.table.size - 1 : first;
+  const page = rng() < 0.02 ? table.size - 1 : first;
   return {
-    type: 'mapPages', context: d.context, domain: d.id, iova: d.start + BigInt(page) * pgsize,
+    type: 'mapPages', context: d.context, domain: d.id, iova: start + BigInt(page) * pgsize,
     paddr: BigInt(Math.floor(rng() * 0x10000)) * pgsize, pgsize, pgcount, prot: rng() < 0.3 ? { read: true, write: false } : { read: true, write: true },
   };
 }
 
 function unmapCommand(rng: () => number, d: PagingDomain): Command {
-  const pgsize = 1n << BigInt(d.table.pageShift);
+  const { table, start } = windowOf(rng, d);
+  const pgsize = 1n << BigInt(table.pageShift);
   // Probe forward from a random page (mostly in the hot region) for a mapped one; unmap from there.
-  const from = Math.floor(rng() * (rng() < 0.8 ? Math.min(4096, d.table.size) : d.table.size));
+  const from = Math.floor(rng() * (rng() < 0.8 ? Math.min(4096, table.size) : table.size));
   let page = from;
-  while (page < Math.min(from + 1024, d.table.size) && tceGet(d.table, page) === 0n) page++;
+  while (page < Math.min(from + 1024, table.size) && tceGet(table, page) === 0n) page++;
   // Nothing mapped there: the unmap is accepted, clears 0 bytes and writes no event.
-  if (page === Math.min(from + 1024, d.table.size)) page = from;
+  if (page === Math.min(from + 1024, table.size)) page = from;
   const pgcount = 1 + Math.floor(rng() * 33);
-  return { type: 'unmapPages', context: d.context, domain: d.id, iova: d.start + BigInt(page) * pgsize, pgsize, pgcount };
+  return { type: 'unmapPages', context: d.context, domain: d.id, iova: start + BigInt(page) * pgsize, pgsize, pgcount };
 }
 
 /** A device's natural next step, with a few wrong turns the model refuses. */

@@ -1,4 +1,4 @@
-import type { IommuEvent, IommuEventType, State } from '@iommu-orch/core';
+import { slotDevices, type IommuEvent, type IommuEventType, type State } from '@iommu-orch/core';
 
 /**
  * Which devices, groups and contexts an event concerns. Event data names few objects (a TcesMapped
@@ -7,9 +7,14 @@ import type { IommuEvent, IommuEventType, State } from '@iommu-orch/core';
  * its devices and its group. Looking at both sides keeps the objects an event creates (after) and those
  * it removes (before).
  *
- * The rule is read off the fields an event carries (bdf, group, pe, domain, context, a window's table),
- * so a new event kind that names its objects the same way is classified without a change here; only a
- * window being unset needs the state to know which domain it translated through.
+ * The rule is read off the fields an event carries (bdf, pf, group, pe, domain, context, a window's
+ * table, a hotplug slot's name, a PHB, and the iommufd objects a context's ioas, hwpt and device ids
+ * name), so a new event kind that names its objects the same way is classified without a change here;
+ * only a window being unset needs the state to know which domain it translated through. The iommufd
+ * objects stand for what they hold: a DEVICE for its PCI device, a HWPT for its domain, an IOAS for the
+ * domains of its HWPTs (an area mapped into an IOAS is written into each of them). A slot stands for
+ * the devices on its bus, a PHB option for the PHB's PEs, a VF for its PF while the VF comes or goes (the PF's VF
+ * list changes).
  *
  * A device's history therefore holds its group's and its PE's events while it is a member: a sibling
  * function being claimed, a mapping in the group's domain and a window set on the PE all change what the
@@ -50,8 +55,9 @@ export function addConcerns(event: IommuEvent, before: State, after: State, out:
   const device = (bdf: string): void => {
     out.add(`device:${bdf}`);
     for (const s of states) {
-      const g = s.devices[bdf]?.group;
-      if (g !== undefined && g !== null) group(g);
+      const d = s.devices[bdf];
+      if (d?.group !== undefined && d.group !== null) group(d.group);
+      if (d?.pf && before.devices[d.pf] !== after.devices[d.pf]) out.add(`device:${d.pf}`);
     }
   };
   const pe = (id: string): void => {
@@ -70,12 +76,42 @@ export function addConcerns(event: IommuEvent, before: State, after: State, out:
       group(d.group);
     }
   };
+  // iommufd object ids are per context: they name an object only together with the event's context.
+  const object = (name: string, id: number, kind: 'ioas' | 'hwpt' | 'device'): void => {
+    for (const s of states) {
+      const o = s.iommufd[name]?.objects[id];
+      if (!o || o.kind !== kind || (s === after && o === before.iommufd[name]?.objects[id])) continue;
+      if (o.kind === 'device') device(o.bdf);
+      else if (o.kind === 'hwpt') domain(o.domain);
+      else for (const h of o.hwpts) object(name, h, 'hwpt');
+    }
+  };
+  const slot = (name: string): void => {
+    for (const s of states) {
+      const sl = s.slots[name];
+      if (sl) for (const bdf of slotDevices(s, sl)) device(bdf);
+    }
+  };
+  const phb = (n: number): void => {
+    for (const s of states) for (const p of Object.values(s.pes)) if (p.phb === n) pe(p.id);
+  };
   const data = event.data as Readonly<Record<string, unknown>>;
   if (typeof data.bdf === 'string') device(data.bdf);
   if (typeof data.group === 'number') group(data.group);
   if (typeof data.pe === 'string') pe(data.pe);
   if (typeof data.domain === 'number') domain(data.domain);
-  if (typeof data.context === 'string') context(data.context);
+  if (typeof data.context === 'string') {
+    const name = data.context;
+    context(name);
+    // DeviceAdded's `device` is a PCI device id, not an object: it has no context.
+    if (typeof data.ioas === 'number') object(name, data.ioas, 'ioas');
+    if (typeof data.hwpt === 'number') object(name, data.hwpt, 'hwpt');
+    if (typeof data.device === 'number') object(name, data.device, 'device');
+  }
+  // A hotplug slot is named by a string, a window slot (WindowSet/Unset) by its number. A PHB stands for
+  // its PEs only in an event that names nothing narrower on it (PeCreated names its PE).
+  if (typeof data.slot === 'string') slot(data.slot);
+  else if (typeof data.phb === 'number' && data.pe === undefined) phb(data.phb);
   if (event.type === 'WindowSet' && event.data.table.kind === 'domain') domain(event.data.table.domain);
   if (event.type === 'WindowUnset') {
     const table = before.pes[event.data.pe]?.windows[event.data.slot]?.table;
@@ -112,4 +148,22 @@ export const EVENT_CATEGORY: Readonly<Record<IommuEventType, Category>> = {
   BypassSet: 'window',
   TcesMapped: 'mapping',
   TcesCleared: 'mapping',
+  RemovalRequested: 'hotplug',
+  SlotRegistered: 'hotplug',
+  SlotStateChanged: 'hotplug',
+  PhbOptionSet: 'topology',
+  IoasAllocated: 'domain',
+  IoasDestroyed: 'domain',
+  IoasAllowedSet: 'domain',
+  IoasTestReserved: 'domain',
+  IoasAreaMapped: 'mapping',
+  IoasAreaUnmapped: 'mapping',
+  HwptAllocated: 'domain',
+  HwptDestroyed: 'domain',
+  IommufdDeviceBound: 'ownership',
+  IommufdDeviceUnbound: 'ownership',
+  IommufdClosed: 'ownership',
+  IommufdDeviceAttached: 'attachment',
+  IommufdDeviceDetached: 'attachment',
+  IommufdGroupReplaced: 'attachment',
 };

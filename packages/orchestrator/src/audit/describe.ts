@@ -1,4 +1,4 @@
-import { domainRefView, fromHex, toHex, type IommuEvent, type State } from '@iommu-orch/core';
+import { dma64Start, domainRefView, fromHex, toHex, windowAt, type IommuEvent, type Ioas, type State } from '@iommu-orch/core';
 import { hex4, pageSize, windowText } from '../render.js';
 
 /**
@@ -49,8 +49,7 @@ export function describeEvent(event: IommuEvent, before: State, after: State): s
     }
     case 'PagingDomainAllocated': {
       const d = event.data;
-      const start = fromHex(d.start);
-      return `${d.context} allocated paging domain ${d.domain} for group ${d.group}: aperture ${range(start, fromHex(d.size))}, ${pageSize(d.pageShift)} pages`;
+      return `${d.context} allocated paging domain ${d.domain} for group ${d.group}: ${apertures(after, d.domain)}`;
     }
     case 'PagingDomainFreed': {
       const d = before.domains[event.data.domain];
@@ -86,16 +85,115 @@ export function describeEvent(event: IommuEvent, before: State, after: State): s
       const d = event.data;
       return `domain ${d.domain} unmapped ${pages(before, d)}`;
     }
+    case 'RemovalRequested': {
+      const { bdf, context } = event.data;
+      return `removal of ${bdf} requested${context === null ? '' : `: waiting for ${context} to release it`}`;
+    }
+    case 'SlotRegistered': {
+      const d = event.data;
+      return `slot ${d.slot} registered for PHB ${hex4(d.phb)} bus ${hex2(d.bus)}: ${d.state}`;
+    }
+    case 'SlotStateChanged': {
+      const was = before.slots[event.data.slot]?.state ?? '?';
+      return `slot ${event.data.slot} ${was} -> ${event.data.state}`;
+    }
+    case 'PhbOptionSet': {
+      const d = event.data;
+      return `PHB ${hex4(d.phb)} option ${d.option} ${d.enabled ? 'on' : 'off'}: window slot 1 starts at ${toHex(dma64Start(after, d.phb))}`;
+    }
+    case 'IoasAllocated':
+      return `${event.data.context} allocated IOAS ${event.data.ioas}`;
+    case 'IoasDestroyed':
+      return `${event.data.context} destroyed IOAS ${event.data.ioas}`;
+    case 'IoasAreaMapped': {
+      const d = event.data;
+      const perm = d.write ? (d.read ? 'rw' : 'w') : 'r';
+      return `${d.context} mapped ${range(fromHex(d.iova), fromHex(d.length))} -> ${d.paddr} ${perm} in IOAS ${d.ioas}${ioasDomains(after, d.context, d.ioas)}`;
+    }
+    case 'IoasAreaUnmapped': {
+      const d = event.data;
+      const area = ioasOf(before, d.context, d.ioas)?.areas.find((a) => a.iova === fromHex(d.iova));
+      const what = area ? `[${toHex(area.iova)}, ${toHex(area.last)}] -> ${toHex(area.paddr)}` : `the area at ${d.iova}`;
+      return `${d.context} unmapped ${what} from IOAS ${d.ioas}${ioasDomains(before, d.context, d.ioas)}`;
+    }
+    case 'IoasAllowedSet': {
+      const d = event.data;
+      const ranges = d.ranges.map((r) => `[${r.start}, ${r.last}]`).join(' ');
+      return `${d.context} set the allowed IOVA of IOAS ${d.ioas}: ${ranges || 'any (no restriction)'}`;
+    }
+    case 'IoasTestReserved': {
+      const d = event.data;
+      return `${d.context} reserved [${d.range.start}, ${d.range.last}] in IOAS ${d.ioas}`;
+    }
+    case 'HwptAllocated': {
+      const d = event.data;
+      return `${d.context} allocated ${d.auto ? 'automatic ' : ''}HWPT ${d.hwpt} on IOAS ${d.ioas} with paging domain ${d.domain}: ${apertures(after, d.domain)}`;
+    }
+    case 'HwptDestroyed': {
+      const h = before.iommufd[event.data.context]?.objects[event.data.hwpt];
+      return `${event.data.context} destroyed HWPT ${event.data.hwpt}${h?.kind === 'hwpt' ? ` (domain ${h.domain}, IOAS ${h.ioas})` : ''}`;
+    }
+    case 'IommufdDeviceBound': {
+      const d = event.data;
+      return `${d.context} bound ${d.bdf} to iommufd as DEVICE ${d.device}`;
+    }
+    case 'IommufdDeviceUnbound':
+      return `${event.data.context} unbound DEVICE ${event.data.device}${deviceBdf(before, event.data.context, event.data.device)}`;
+    case 'IommufdDeviceAttached': {
+      const d = event.data;
+      const h = after.iommufd[d.context]?.objects[d.hwpt];
+      return `${d.context} attached DEVICE ${d.device}${deviceBdf(after, d.context, d.device)} to HWPT ${d.hwpt}${h?.kind === 'hwpt' ? ` (domain ${h.domain})` : ''}`;
+    }
+    case 'IommufdDeviceDetached': {
+      const d = event.data;
+      const dev = before.iommufd[d.context]?.objects[d.device];
+      const from = dev?.kind === 'device' && dev.hwpt !== null ? ` from HWPT ${dev.hwpt}` : '';
+      return `${d.context} detached DEVICE ${d.device}${deviceBdf(before, d.context, d.device)}${from}`;
+    }
+    case 'IommufdGroupReplaced': {
+      const d = event.data;
+      const from = before.groups[d.group]?.domain;
+      return `${d.context} replaced the domain of group ${d.group}: ${from ? domainRefView(from) : '?'} -> paging:${d.domain} (HWPT ${d.hwpt}), DEVICE ${d.devices.map((x) => x.device).join(', ')} moved`;
+    }
+    case 'IommufdClosed':
+      return `${event.data.context} closed its /dev/iommu`;
   }
+}
+
+/** A domain's windows as "window 0 [start, last] 4K pages; window 1 ...". */
+function apertures(state: State, id: number): string {
+  const d = state.domains[id];
+  if (!d) return `domain ${id} unknown`;
+  return d.windows.map((w) => `window ${w.slot} [${toHex(w.start)}, ${toHex(w.last)}] ${pageSize(w.table.pageShift)} pages`).join('; ');
+}
+
+function ioasOf(state: State, context: string, id: number): Ioas | undefined {
+  const o = state.iommufd[context]?.objects[id];
+  return o?.kind === 'ioas' ? o : undefined;
+}
+
+/** The paging domains an IOAS fills (those of its HWPTs), as " (domains 3, 4)". */
+function ioasDomains(state: State, context: string, id: number): string {
+  const domains = (ioasOf(state, context, id)?.hwpts ?? []).flatMap((h) => {
+    const o = state.iommufd[context]?.objects[h];
+    return o?.kind === 'hwpt' ? [o.domain] : [];
+  });
+  return domains.length === 0 ? '' : ` (domain${domains.length > 1 ? 's' : ''} ${domains.join(', ')})`;
+}
+
+function deviceBdf(state: State, context: string, id: number): string {
+  const o = state.iommufd[context]?.objects[id];
+  return o?.kind === 'device' ? ` (${o.bdf})` : '';
 }
 
 function range(start: bigint, size: bigint): string {
   return `[${toHex(start)}, ${toHex(start + size - 1n)}]`;
 }
 
-/** A TCE range; its page size is the domain's (map and unmap refuse any other). */
+/** A TCE range; its page size is that of the window it lies in (map and unmap refuse any other). */
 function pages(state: State, d: { domain: number; iova: string; pgsize: string; pgcount: number }): string {
-  const shift = state.domains[d.domain]?.table.pageShift;
+  const domain = state.domains[d.domain];
+  const shift = domain && windowAt(domain, fromHex(d.iova))?.table.pageShift;
   const unit = shift === undefined ? d.pgsize : pageSize(shift);
   return `${range(fromHex(d.iova), fromHex(d.pgsize) * BigInt(d.pgcount))} (${d.pgcount} x ${unit})`;
 }

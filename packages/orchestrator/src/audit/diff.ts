@@ -1,5 +1,5 @@
 import {
-  domainRefView, TCE_PCI_READ, TCE_PCI_WRITE, tceRuns, toHex, type MappingView, type PagingDomain, type State, type TceRun, type Window,
+  domainRefView, TCE_PCI_READ, TCE_PCI_WRITE, tceRuns, toHex, type MappingView, type PagingDomain, type State, type TceRun, type TceTable, type Window,
 } from '@iommu-orch/core';
 import type { EventStore } from '@iommu-orch/store';
 import { InputError } from '../command-schema.js';
@@ -37,6 +37,13 @@ export interface DomainMappingChange {
   readonly unmapped: readonly MappingView[];
 }
 
+/** One window of a paging domain: its slot, aperture (first and last bus address) and page size. */
+export interface DomainWindowView {
+  readonly slot: number;
+  readonly aperture: readonly [string, string];
+  readonly pageSize: string;
+}
+
 export interface StateDiff {
   readonly devices: {
     readonly added: readonly { readonly bdf: string; readonly pe: string; readonly group: number | null; readonly driver: string | null }[];
@@ -48,7 +55,7 @@ export interface StateDiff {
   /** Group owner changes to or from a user context: "kernel" when none owns it, "none" where the group does not exist. */
   readonly ownership: readonly (Change<string> & { readonly group: number; readonly devices: readonly string[] })[];
   readonly domains: {
-    readonly allocated: readonly { readonly id: number; readonly context: string; readonly group: number; readonly aperture: readonly [string, string]; readonly pageSize: string }[];
+    readonly allocated: readonly { readonly id: number; readonly context: string; readonly group: number; readonly windows: readonly DomainWindowView[] }[];
     readonly freed: readonly number[];
   };
   readonly windows: readonly (Change<string | null> & { readonly pe: string; readonly slot: number })[];
@@ -131,7 +138,8 @@ export function stateDiff(a: State, b: State): StateDiff {
     ownership,
     domains: {
       allocated: Object.values(b.domains).filter((d) => !a.domains[d.id]).map((d) => ({
-        id: d.id, context: d.context, group: d.group, aperture: [toHex(d.start), toHex(d.last)] as const, pageSize: pageSize(d.table.pageShift),
+        id: d.id, context: d.context, group: d.group,
+        windows: d.windows.map((w) => ({ slot: w.slot, aperture: [toHex(w.start), toHex(w.last)] as const, pageSize: pageSize(w.table.pageShift) })),
       })),
       freed: Object.values(a.domains).filter((d) => !b.domains[d.id]).map((d) => d.id),
     },
@@ -157,19 +165,32 @@ function windowOf(s: State, pe: string, slot: 0 | 1): string | null {
 }
 
 /**
- * Range diff of one domain's table between two states. A domain id is never reused, so a domain on one
- * side only was allocated (everything mapped) or freed (everything unmapped) in between.
+ * Range diff of one domain's tables between two states, window by window (a range never spans two
+ * windows). A domain id is never reused and a domain keeps its windows, so a domain on one side only was
+ * allocated (everything mapped) or freed (everything unmapped) in between.
  */
 function mappingChange(a: PagingDomain | undefined, b: PagingDomain | undefined): DomainMappingChange {
   const d = (b ?? a)!;
-  if (a && b && a.table === b.table) return { domain: d.id, context: d.context, group: d.group, mapped: [], unmapped: [] };
-  const runsA = a ? tceRuns(a.table) : [];
-  const runsB = b ? tceRuns(b.table) : [];
-  const shift = BigInt(d.table.pageShift);
+  const mapped: MappingView[] = [];
+  const unmapped: MappingView[] = [];
+  d.windows.forEach((w, i) => {
+    const [ta, tb] = [a?.windows[i]?.table, b?.windows[i]?.table];
+    if (ta === tb) return;
+    const change = tableChange(ta, tb, w.start, BigInt(w.table.pageShift));
+    mapped.push(...change.mapped);
+    unmapped.push(...change.unmapped);
+  });
+  return { domain: d.id, context: d.context, group: d.group, mapped, unmapped };
+}
+
+/** Range diff of one window's table; `start` is the window's first bus address. */
+function tableChange(a: TceTable | undefined, b: TceTable | undefined, start: bigint, shift: bigint): { mapped: MappingView[]; unmapped: MappingView[] } {
+  const runsA = a ? tceRuns(a) : [];
+  const runsB = b ? tceRuns(b) : [];
   const step = 1n << shift;
   const cuts = [...new Set([...runsA, ...runsB].flatMap((r) => [r.index, r.index + r.count]))].sort((x, y) => x - y);
-  const mapped = new RangeBuilder(d.start, shift);
-  const unmapped = new RangeBuilder(d.start, shift);
+  const mapped = new RangeBuilder(start, shift);
+  const unmapped = new RangeBuilder(start, shift);
   const va = new RunCursor(runsA, step);
   const vb = new RunCursor(runsB, step);
   for (let i = 0; i + 1 < cuts.length; i++) {
@@ -180,7 +201,7 @@ function mappingChange(a: PagingDomain | undefined, b: PagingDomain | undefined)
     if (x !== 0n) unmapped.add(from, to - from, x);
     if (y !== 0n) mapped.add(from, to - from, y);
   }
-  return { domain: d.id, context: d.context, group: d.group, mapped: mapped.ranges, unmapped: unmapped.ranges };
+  return { mapped: mapped.ranges, unmapped: unmapped.ranges };
 }
 
 /** Value of entry `index` in a sorted run list, for indexes asked in increasing order. */
@@ -260,7 +281,10 @@ export function renderDiff(r: AuditDiff): string {
   ]);
   section('Ownership', d.ownership.map((o) => `group ${o.group} (${o.devices.join(' ') || 'no devices'}): ${o.from} -> ${o.to}`));
   section('Domains', [
-    ...d.domains.allocated.map((x) => `+ domain ${x.id} of ${x.context} for group ${x.group}, aperture [${x.aperture[0]}, ${x.aperture[1]}], ${x.pageSize} pages`),
+    ...d.domains.allocated.map((x) => {
+      const windows = x.windows.map((w) => `window ${w.slot} [${w.aperture[0]}, ${w.aperture[1]}] ${w.pageSize} pages`);
+      return `+ domain ${x.id} of ${x.context} for group ${x.group}: ${windows.join('; ')}`;
+    }),
     ...d.domains.freed.map((id) => `- domain ${id}`),
   ]);
   section('Windows', [

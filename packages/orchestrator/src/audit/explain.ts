@@ -1,4 +1,6 @@
-import { domainRefView, fromHex, tceGet, TCE_PCI_READ, TCE_PCI_WRITE, toHex, type Window } from '@iommu-orch/core';
+import {
+  domainRefView, fromHex, tableRefView, tceGet, TCE_PCI_READ, TCE_PCI_WRITE, toHex, windowAt, type IommuEvent, type State, type Window,
+} from '@iommu-orch/core';
 import type { EventStore } from '@iommu-orch/store';
 import { pageSize, windowText } from '../render.js';
 import { describeEvent } from './describe.js';
@@ -41,7 +43,13 @@ export interface Explanation {
     readonly attached: boolean;
   };
   readonly window?: WindowRef;
-  readonly domain?: { readonly id: number; readonly context: string; readonly aperture: readonly [string, string] };
+  /** `aperture`: that of the domain's window the IOVA lies in; `apertures`: every window's, in slot order. */
+  readonly domain?: {
+    readonly id: number;
+    readonly context: string;
+    readonly aperture: readonly [string, string];
+    readonly apertures: readonly (readonly [string, string])[];
+  };
   readonly tce?: { readonly index: number; readonly value: string; readonly page: string; readonly phys: string; readonly perm: 'r' | 'rw' | 'w' };
   /** The map that wrote the TCE (reachable), or the last unmap that cleared it (empty-tce). */
   readonly mappedBy?: EventRef;
@@ -57,8 +65,10 @@ export interface Explanation {
  * not attached itself still translates through the window its attached sibling programmed; the answer
  * says so. A kernel-owned group translates through the kernel's own table, which the log does not hold.
  *
- * The map that created a TCE is the last TcesMapped covering that page of that domain: a valid TCE
- * cannot be overwritten (map refuses with EEXIST), so nothing after it wrote that entry.
+ * The map that created a TCE is the last event that wrote that page of that domain: a TcesMapped
+ * covering it, or for a domain behind an iommufd HWPT an IOAS area mapped over it (written into every
+ * HWPT domain of the IOAS) or the HWPT's allocation (which fills its domain from the IOAS's areas). A
+ * valid TCE cannot be overwritten (map refuses with EEXIST), so nothing after it wrote that entry.
  */
 export async function auditExplain(store: EventStore, bdf: string, iova: bigint, options: { to?: Bound; streamId?: string } = {}): Promise<Explanation> {
   const lastMap = new Map<number, ScanStep>();
@@ -68,12 +78,9 @@ export async function auditExplain(store: EventStore, bdf: string, iova: bigint,
     ...options,
     visit: (step) => {
       const e = step.event;
-      if (e.type === 'TcesMapped' || e.type === 'TcesCleared') {
-        const first = fromHex(e.data.iova);
-        if (iova >= first && iova < first + fromHex(e.data.pgsize) * BigInt(e.data.pgcount)) (e.type === 'TcesMapped' ? lastMap : lastClear).set(e.data.domain, step);
-      } else if (e.type === 'DeviceRemoved' && e.data.bdf === bdf) {
-        removed = step;
-      }
+      if (e.type === 'DeviceRemoved' && e.data.bdf === bdf) removed = step;
+      for (const domain of tceWrites(e, step.before, step.after, iova, true)) lastMap.set(domain, step);
+      for (const domain of tceWrites(e, step.before, step.after, iova, false)) lastClear.set(domain, step);
     },
   });
   const s = r.state;
@@ -106,16 +113,19 @@ export async function auditExplain(store: EventStore, bdf: string, iova: bigint,
   }
   if (w.table.kind === 'kernel') return kernel();
   const domainState = s.domains[w.table.domain]!;
+  // A PE window through a domain covers exactly one window of that domain (core invariant).
+  const dw = windowAt(domainState, iova)!;
   const window = windowRef(w, slot);
-  const domain = { id: domainState.id, context: domainState.context, aperture: [toHex(domainState.start), toHex(domainState.last)] as const };
-  const shift = BigInt(domainState.table.pageShift);
-  const index = Number((iova - domainState.start) >> shift);
-  const value = tceGet(domainState.table, index);
+  const aperture = (x: { start: bigint; last: bigint }): readonly [string, string] => [toHex(x.start), toHex(x.last)];
+  const domain = { id: domainState.id, context: domainState.context, aperture: aperture(dw), apertures: domainState.windows.map(aperture) };
+  const shift = BigInt(dw.table.pageShift);
+  const index = Number((iova - dw.start) >> shift);
+  const value = tceGet(dw.table, index);
   const found = { ...ctx, window, domain };
   if (value === 0n) {
     const cleared = lastClear.get(domainState.id);
     const when = cleared ? `; it was last unmapped at ${pointLabel(ref(cleared))}` : '; nothing was ever mapped there';
-    return no('empty-tce', `TCE ${index} of domain ${domainState.id} (IOVA ${toHex(iova)}) is empty${when}`, { ...found, ...(cleared ? { clearedBy: ref(cleared) } : {}) });
+    return no('empty-tce', `TCE ${index} of window ${dw.slot} of domain ${domainState.id} (IOVA ${toHex(iova)}) is empty${when}`, { ...found, ...(cleared ? { clearedBy: ref(cleared) } : {}) });
   }
   const pageMask = (1n << shift) - 1n;
   const page = value & ~(TCE_PCI_READ | TCE_PCI_WRITE) & ~pageMask;
@@ -134,8 +144,49 @@ export async function auditExplain(store: EventStore, bdf: string, iova: bigint,
 function windowRef(w: Window, slot: number): WindowRef {
   return {
     slot, start: toHex(w.start), last: toHex(w.start + w.size - 1n), pageSize: pageSize(w.pageShift),
-    table: w.table.kind === 'kernel' ? 'kernel' : `domain:${w.table.domain}`,
+    table: tableRefView(w.table),
   };
+}
+
+/**
+ * The domains whose TCE for `iova` the event writes (`map`) or clears (otherwise). TcesMapped and
+ * TcesCleared name their domain; an IOAS area map or unmap writes every HWPT domain of its IOAS, and a
+ * HWPT allocation fills its domain with the IOAS's areas. (Freeing a HWPT clears its domain with
+ * TcesCleared events.)
+ */
+function tceWrites(e: IommuEvent, before: State, after: State, iova: bigint, map: boolean): number[] {
+  const covers = (first: bigint, last: bigint): boolean => iova >= first && iova <= last;
+  const ioasOf = (s: State, context: string, id: number) => {
+    const o = s.iommufd[context]?.objects[id];
+    return o?.kind === 'ioas' ? o : undefined;
+  };
+  const domainsOf = (s: State, context: string, ioas: number): number[] =>
+    (ioasOf(s, context, ioas)?.hwpts ?? []).flatMap((h) => {
+      const o = s.iommufd[context]?.objects[h];
+      return o?.kind === 'hwpt' ? [o.domain] : [];
+    });
+  switch (e.type) {
+    case 'TcesMapped':
+    case 'TcesCleared': {
+      const first = fromHex(e.data.iova);
+      const hit = (e.type === 'TcesMapped') === map && covers(first, first + fromHex(e.data.pgsize) * BigInt(e.data.pgcount) - 1n);
+      return hit ? [e.data.domain] : [];
+    }
+    case 'IoasAreaMapped': {
+      const first = fromHex(e.data.iova);
+      return map && covers(first, first + fromHex(e.data.length) - 1n) ? domainsOf(after, e.data.context, e.data.ioas) : [];
+    }
+    case 'IoasAreaUnmapped': {
+      const area = ioasOf(before, e.data.context, e.data.ioas)?.areas.find((a) => a.iova === fromHex(e.data.iova));
+      return !map && area && covers(area.iova, area.last) ? domainsOf(before, e.data.context, e.data.ioas) : [];
+    }
+    case 'HwptAllocated': {
+      const areas = ioasOf(after, e.data.context, e.data.ioas)?.areas ?? [];
+      return map && areas.some((a) => covers(a.iova, a.last)) ? [e.data.domain] : [];
+    }
+    default:
+      return [];
+  }
 }
 
 function ref(s: ScanStep): EventRef {

@@ -185,7 +185,7 @@ ${rows.join('\n')}
 
 function occupancy(w: Occupancy, owner: (o: string | null) => string): string {
   const width = 1024;
-  const head = `${esc(w.label)}: [${esc(w.start)}, ${esc(w.last)}], ${esc(w.pageSize)} pages, ${w.table === 'kernel' ? 'kernel table' : esc(w.table.replace(':', ' '))}`;
+  const head = `${esc(w.label)}: [${esc(w.start)}, ${esc(w.last)}], ${esc(w.pageSize)} pages, ${w.table === 'kernel' ? 'kernel table' : w.table === 'kernel-ddw' ? 'kernel table (DDW)' : esc(w.table.replace(':', ' '))}`;
   if (w.bins === null || w.entries === null || w.valid === null) {
     return `<div class="window"><p>${head}: the kernel's own table; its DMA-API mappings are not in the log.</p></div>`;
   }

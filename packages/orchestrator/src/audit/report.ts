@@ -1,4 +1,4 @@
-import { domainRefView, tceRuns, toHex, type PagingDomain, type State } from '@iommu-orch/core';
+import { domainRefView, tableRefView, tceRuns, toHex, type DomainWindow, type PagingDomain, type State } from '@iommu-orch/core';
 import type { EventStore } from '@iommu-orch/store';
 import { hex4, pageSize } from '../render.js';
 import { CATEGORIES, EVENT_CATEGORY, type Category } from './concerns.js';
@@ -34,11 +34,12 @@ export interface ReportPe {
 export interface Occupancy {
   readonly label: string;
   readonly pe: string | null;
-  readonly slot: number | null;
+  /** The window slot (of the PE, or of the domain when no PE window uses it). */
+  readonly slot: number;
   readonly start: string;
   readonly last: string;
   readonly pageSize: string;
-  /** "kernel" or "domain:N". */
+  /** "kernel", "kernel-ddw" (a pSeries dynamic window) or "domain:N". */
   readonly table: string;
   readonly context: string | null;
   /** Entry count and valid TCEs; null for the kernel's table, whose contents the log does not hold. */
@@ -184,7 +185,7 @@ function sumCounts(a: Readonly<Record<Category, number>>, b: Readonly<Record<Cat
   return Object.fromEntries(CATEGORIES.map((c) => [c, a[c] + b[c]])) as Record<Category, number>;
 }
 
-/** Every programmed window, then every paging domain no window translates through (not attached). */
+/** Every programmed window, then every window of a paging domain no PE window uses yet (not attached). */
 function occupancies(s: State): Occupancy[] {
   const out: Occupancy[] = [];
   const shown = new Set<number>();
@@ -195,26 +196,30 @@ function occupancies(s: State): Occupancy[] {
       if (d) shown.add(d.id);
       out.push({
         label: `PE ${pe.id} window ${slot}`, pe: pe.id, slot, start: toHex(w.start), last: toHex(w.start + w.size - 1n),
-        pageSize: pageSize(w.pageShift), table: w.table.kind === 'kernel' ? 'kernel' : `domain:${w.table.domain}`, ...tableFill(d),
+        pageSize: pageSize(w.pageShift), table: tableRefView(w.table),
+        // A window through a domain covers exactly that domain's window of the same slot (core invariant).
+        ...tableFill(d, d?.windows.find((x) => x.slot === slot)),
       });
     });
   }
   for (const d of Object.values(s.domains)) {
     if (shown.has(d.id)) continue;
-    out.push({
-      label: `domain ${d.id} (not attached)`, pe: null, slot: null, start: toHex(d.start), last: toHex(d.last),
-      pageSize: pageSize(d.table.pageShift), table: `domain:${d.id}`, ...tableFill(d),
-    });
+    for (const w of d.windows) {
+      out.push({
+        label: `domain ${d.id} window ${w.slot} (not attached)`, pe: null, slot: w.slot, start: toHex(w.start), last: toHex(w.last),
+        pageSize: pageSize(w.table.pageShift), table: `domain:${d.id}`, ...tableFill(d, w),
+      });
+    }
   }
   return out;
 }
 
-function tableFill(d: PagingDomain | undefined): Pick<Occupancy, 'context' | 'entries' | 'valid' | 'bins'> {
-  if (!d) return { context: null, entries: null, valid: null, bins: null };
-  const size = d.table.size;
+function tableFill(d: PagingDomain | undefined, w: DomainWindow | undefined): Pick<Occupancy, 'context' | 'entries' | 'valid' | 'bins'> {
+  if (!d || !w) return { context: null, entries: null, valid: null, bins: null };
+  const size = w.table.size;
   const per = size / OCCUPANCY_BINS;
   const bins = new Array<number>(OCCUPANCY_BINS).fill(0);
-  for (const run of tceRuns(d.table)) {
+  for (const run of tceRuns(w.table)) {
     let i = run.index;
     const end = run.index + run.count;
     while (i < end) {
@@ -224,5 +229,5 @@ function tableFill(d: PagingDomain | undefined): Pick<Occupancy, 'context' | 'en
       i = Math.max(next, i + 1);
     }
   }
-  return { context: d.context, entries: size, valid: d.table.valid, bins: bins.map((n) => Math.min(1, n / per)) };
+  return { context: d.context, entries: size, valid: w.table.valid, bins: bins.map((n) => Math.min(1, n / per)) };
 }
