@@ -41,9 +41,9 @@ export interface ScanOptions {
   readonly head?: number;
   readonly streamId?: string;
   /**
-   * 'relations' leaves TCE contents out of the fold (TcesMapped and TcesCleared are shown to the visitor
-   * but not folded): devices, PEs, groups, owners, domains and windows never depend on TCE contents, so
-   * questions about those are answered without the cost of writing every table.
+   * 'relations' leaves TCE contents out of the fold (see foldRelations): devices, PEs, groups, owners,
+   * domains, windows and iommufd objects never depend on TCE contents, so questions about those are
+   * answered without the cost of writing every table.
    */
   readonly fold?: 'full' | 'relations';
   readonly visit?: (step: ScanStep) => void;
@@ -87,8 +87,7 @@ export async function scanLog(store: EventStore, options: ScanOptions = {}): Pro
       if (stored.streamId !== streamId) continue;
       const event = toDomainEvent(stored);
       const before = state;
-      const skip = relationsOnly && (event.type === 'TcesMapped' || event.type === 'TcesCleared');
-      state = skip ? { ...state, version: state.version + 1 } : evolve(state, event);
+      state = relationsOnly ? foldRelations(state, event) : evolve(state, event);
       position = stored.position;
       time = stored.metadata.time;
       if (pending && pending.stored.metadata.commandId !== stored.metadata.commandId) flush(true);
@@ -101,6 +100,20 @@ export async function scanLog(store: EventStore, options: ScanOptions = {}): Pro
   const next = pending && after < head ? (await store.read(after, 1))[0] : undefined;
   flush(next === undefined || next.metadata.commandId !== pending!.stored.metadata.commandId);
   return { state, position, time, head };
+}
+
+/** Events whose only effect on domains is writing TCEs (and so the pinned counts). */
+const TCE_WRITERS: ReadonlySet<IommuEvent['type']> = new Set(['TcesMapped', 'TcesCleared', 'IoasAreaMapped', 'IoasAreaUnmapped', 'HwptAllocated']);
+
+/**
+ * evolve without TCE contents: TcesMapped and TcesCleared are not folded at all; an IOAS area mapped or
+ * unmapped and a HWPT allocation (which fills its domain) are folded for their iommufd objects, with the
+ * domains and pinned counts kept as they were. Every table therefore stays empty.
+ */
+function foldRelations(state: State, event: IommuEvent): State {
+  if (event.type === 'TcesMapped' || event.type === 'TcesCleared') return { ...state, version: state.version + 1 };
+  if (!TCE_WRITERS.has(event.type)) return evolve(state, event);
+  return { ...evolve(state, event), domains: state.domains, pinned: state.pinned };
 }
 
 /** The point a bound names, as a label: "position 42 (2026-01-27T18:35:12.000Z)". */
