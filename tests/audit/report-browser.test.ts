@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cli } from '../support/cli.js';
+import { cli, ROOT } from '../support/cli.js';
 import { runWorkload } from '../support/workload.js';
 import { Oracle } from './oracle.js';
 
@@ -46,7 +46,7 @@ interface Rendered {
 }
 
 /** Writes the report, opens it from disk and counts what Chromium drew. */
-async function render(db: string, extra: string[] = []): Promise<{ shown: Rendered; model: { timeline: unknown[]; windows: { table: string }[] } }> {
+async function render(db: string, extra: string[] = []): Promise<{ shown: Rendered; model: { timeline: unknown[]; windows: { table: string; slot: number; start: string }[] } }> {
   const out = join(dir, `report-${Math.random().toString(36).slice(2)}.html`);
   const r = await cli('audit', 'report', '--db', db, '--out', out, '--json', ...extra);
   expect(r.err).toBe('');
@@ -91,8 +91,19 @@ describe('audit report in headless Chromium', () => {
     expect(mid.shown).toMatchObject({ devices: 5, bridges: 2, groups: 2, pes: 4, phbs: 2, requests: [], errors: [] });
     expect(mid.shown.groupLabels).toEqual(['group 0 · vm1 · paging:1', 'group 1 · kernel · platform']);
     // The NVMe's window through domain 1 is drawn as a strip; the kernel's default window is described only.
-    expect(mid.shown.strips).toBe(mid.model.windows.filter((w) => w.table !== 'kernel').length);
+    expect(mid.shown.strips).toBe(mid.model.windows.filter((w) => w.table.startsWith('domain:')).length);
     expect(mid.shown.strips).toBe(1);
+  });
+
+  it('a domain with two windows attached through iommufd: one strip per window', async () => {
+    const db = join(dir, 'two-windows.sqlite');
+    const run = await cli('run', join(ROOT, 'tests/scenarios/iommufd/two-windows-powernv.json'), '--db', db, '--json');
+    const attach = JSON.parse(run.out).results.find((s: { type: string }) => s.type === 'deviceAttach');
+    const { shown, model } = await render(db, ['--at', String(attach.positions[attach.positions.length - 1])]);
+    expect(shown).toMatchObject({ devices: 2, bridges: 1, groups: 1, groupLabels: ['group 0 · vm1 · paging:1'], requests: [], errors: [] });
+    // Both TVEs of the PE translate through domain 1: window 0 at 0 and window 1 at 1<<59.
+    expect(model.windows.filter((w) => w.table === 'domain:1').map((w) => [w.slot, w.start])).toEqual([[0, '0x0'], [1, '0x800000000000000']]);
+    expect(shown.strips).toBe(2);
   });
 
   it('a generated log: one shape per device and per group alive at the head', async () => {
@@ -108,7 +119,7 @@ describe('audit report in headless Chromium', () => {
     expect(shown.groups).toBe(st.groups.size);
     expect(shown.groupLabels.sort()).toEqual([...st.groups.values()].map((g) => `group ${g.id} · ${g.owner ?? 'kernel'} · ${g.domain === null ? (g.owner ? 'blocked' : 'platform') : `paging:${g.domain}`}`).sort());
     expect(shown.buckets).toBe(model.timeline.length);
-    expect(shown.strips).toBe(model.windows.filter((w) => w.table !== 'kernel').length);
+    expect(shown.strips).toBe(model.windows.filter((w) => w.table.startsWith('domain:')).length);
     expect(shown.requests).toEqual([]);
     expect(shown.errors).toEqual([]);
   });

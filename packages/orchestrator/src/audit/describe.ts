@@ -1,5 +1,6 @@
-import { dma64Start, domainRefView, fromHex, toHex, windowAt, type IommuEvent, type Ioas, type State } from '@iommu-orch/core';
+import { dma64Start, domainRefView, fromHex, toHex, windowAt, type IommuEvent, type State } from '@iommu-orch/core';
 import { hex4, pageSize, windowText } from '../render.js';
+import { ioasDomains, ioasOf } from './iommufd-objects.js';
 
 /**
  * One line per event for timelines, from the event and the state on both sides of it: what changed,
@@ -108,13 +109,13 @@ export function describeEvent(event: IommuEvent, before: State, after: State): s
     case 'IoasAreaMapped': {
       const d = event.data;
       const perm = d.write ? (d.read ? 'rw' : 'w') : 'r';
-      return `${d.context} mapped ${range(fromHex(d.iova), fromHex(d.length))} -> ${d.paddr} ${perm} in IOAS ${d.ioas}${ioasDomains(after, d.context, d.ioas)}`;
+      return `${d.context} mapped ${range(fromHex(d.iova), fromHex(d.length))} -> ${d.paddr} ${perm} in IOAS ${d.ioas}${domainsText(ioasDomains(after, d.context, d.ioas))}`;
     }
     case 'IoasAreaUnmapped': {
       const d = event.data;
       const area = ioasOf(before, d.context, d.ioas)?.areas.find((a) => a.iova === fromHex(d.iova));
       const what = area ? `[${toHex(area.iova)}, ${toHex(area.last)}] -> ${toHex(area.paddr)}` : `the area at ${d.iova}`;
-      return `${d.context} unmapped ${what} from IOAS ${d.ioas}${ioasDomains(before, d.context, d.ioas)}`;
+      return `${d.context} unmapped ${what} from IOAS ${d.ioas}${domainsText(ioasDomains(before, d.context, d.ioas))}`;
     }
     case 'IoasAllowedSet': {
       const d = event.data;
@@ -167,17 +168,8 @@ function apertures(state: State, id: number): string {
   return d.windows.map((w) => `window ${w.slot} [${toHex(w.start)}, ${toHex(w.last)}] ${pageSize(w.table.pageShift)} pages`).join('; ');
 }
 
-function ioasOf(state: State, context: string, id: number): Ioas | undefined {
-  const o = state.iommufd[context]?.objects[id];
-  return o?.kind === 'ioas' ? o : undefined;
-}
-
-/** The paging domains an IOAS fills (those of its HWPTs), as " (domains 3, 4)". */
-function ioasDomains(state: State, context: string, id: number): string {
-  const domains = (ioasOf(state, context, id)?.hwpts ?? []).flatMap((h) => {
-    const o = state.iommufd[context]?.objects[h];
-    return o?.kind === 'hwpt' ? [o.domain] : [];
-  });
+/** The paging domains an IOAS fills, as " (domains 3, 4)". */
+function domainsText(domains: readonly number[]): string {
   return domains.length === 0 ? '' : ` (domain${domains.length > 1 ? 's' : ''} ${domains.join(', ')})`;
 }
 

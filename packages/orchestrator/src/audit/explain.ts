@@ -4,6 +4,7 @@ import {
 import type { EventStore } from '@iommu-orch/store';
 import { pageSize, windowText } from '../render.js';
 import { describeEvent } from './describe.js';
+import { ioasDomains, ioasOf } from './iommufd-objects.js';
 import { pointLabel, scanLog, type Bound, type ScanStep } from './scan.js';
 
 export type Verdict = 'reachable' | 'no-device' | 'no-group' | 'kernel-owned' | 'not-attached' | 'outside-window' | 'empty-tce';
@@ -156,15 +157,6 @@ function windowRef(w: Window, slot: number): WindowRef {
  */
 function tceWrites(e: IommuEvent, before: State, after: State, iova: bigint, map: boolean): number[] {
   const covers = (first: bigint, last: bigint): boolean => iova >= first && iova <= last;
-  const ioasOf = (s: State, context: string, id: number) => {
-    const o = s.iommufd[context]?.objects[id];
-    return o?.kind === 'ioas' ? o : undefined;
-  };
-  const domainsOf = (s: State, context: string, ioas: number): number[] =>
-    (ioasOf(s, context, ioas)?.hwpts ?? []).flatMap((h) => {
-      const o = s.iommufd[context]?.objects[h];
-      return o?.kind === 'hwpt' ? [o.domain] : [];
-    });
   switch (e.type) {
     case 'TcesMapped':
     case 'TcesCleared': {
@@ -174,11 +166,11 @@ function tceWrites(e: IommuEvent, before: State, after: State, iova: bigint, map
     }
     case 'IoasAreaMapped': {
       const first = fromHex(e.data.iova);
-      return map && covers(first, first + fromHex(e.data.length) - 1n) ? domainsOf(after, e.data.context, e.data.ioas) : [];
+      return map && covers(first, first + fromHex(e.data.length) - 1n) ? ioasDomains(after, e.data.context, e.data.ioas) : [];
     }
     case 'IoasAreaUnmapped': {
       const area = ioasOf(before, e.data.context, e.data.ioas)?.areas.find((a) => a.iova === fromHex(e.data.iova));
-      return !map && area && covers(area.iova, area.last) ? domainsOf(before, e.data.context, e.data.ioas) : [];
+      return !map && area && covers(area.iova, area.last) ? ioasDomains(before, e.data.context, e.data.ioas) : [];
     }
     case 'HwptAllocated': {
       const areas = ioasOf(after, e.data.context, e.data.ioas)?.areas ?? [];
