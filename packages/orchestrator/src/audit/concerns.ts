@@ -13,8 +13,8 @@ import { slotDevices, type IommuEvent, type IommuEventType, type State } from '@
  * only a window being unset needs the state to know which domain it translated through. The iommufd
  * objects stand for what they hold: a DEVICE for its PCI device, a HWPT for its domain, an IOAS for the
  * domains of its HWPTs (an area mapped into an IOAS is written into each of them). A slot stands for
- * the devices on its bus, a PHB option for the PHB's PEs, a VF for its PF while the VF comes or goes (the PF's VF
- * list changes).
+ * the devices on its bus, a PHB option for the PHB's PEs, and a VF for its PF while the VF comes or
+ * goes (the PF's VF list changes).
  *
  * A device's history therefore holds its group's and its PE's events while it is a member: a sibling
  * function being claimed, a mapping in the group's domain and a window set on the PE all change what the

@@ -200,7 +200,10 @@ export function renderExplanation(x: Explanation): string {
     lines.push(`  group   ${g.id}: owner ${g.owner ?? 'kernel'}, domain ${g.domain}; ${x.device} ${g.claimed ? 'claimed' : 'not claimed'}, ${g.attached ? 'attached' : 'not attached'}`);
   }
   if (x.window) lines.push(`  window  ${x.window.slot}: ${x.window.start}..${x.window.last} ${x.window.pageSize} ${x.window.table}`);
-  if (x.domain) lines.push(`  domain  ${x.domain.id} of ${x.domain.context}: aperture [${x.domain.aperture[0]}, ${x.domain.aperture[1]}]`);
+  if (x.domain) {
+    const all = x.domain.apertures.length > 1 ? ` (apertures ${x.domain.apertures.map((a) => `[${a[0]}, ${a[1]}]`).join(' ')})` : '';
+    lines.push(`  domain  ${x.domain.id} of ${x.domain.context}: aperture [${x.domain.aperture[0]}, ${x.domain.aperture[1]}]${all}`);
+  }
   if (x.tce) lines.push(`  TCE     #${x.tce.index} = ${x.tce.value}: page ${x.tce.page}, ${x.tce.perm} -> ${x.tce.phys}`);
   for (const [label, e] of [['mapped', x.mappedBy], ['cleared', x.clearedBy], ['removed', x.removedBy]] as const) {
     if (e) lines.push(`  ${label.padEnd(7)} at ${pointLabel(e)} by ${e.command} (${e.commandId}): ${e.summary}`);
