@@ -1,6 +1,6 @@
-import type { Command } from '@iommu-orch/core';
+import { stateView, type Command, type Json } from '@iommu-orch/core';
 import {
-  auditDiff, auditExplain, auditHistory, auditReport, indexedHistory, logicalClock, Orchestrator, type Entity, type History,
+  auditDiff, auditExplain, auditHistory, auditReport, indexedHistory, logicalClock, Orchestrator, scanLog, type Entity, type History,
 } from '@iommu-orch/orchestrator';
 import { MemoryEventStore } from '@iommu-orch/store';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -84,6 +84,16 @@ function stepsOf(h: History): Step[] {
   return steps;
 }
 
+/** A state view without what depends on TCE contents: mappings, valid and allocated counts, pinned bytes. */
+function withoutTces(view: Json): Json {
+  const v = view as { domains: { windows: Record<string, Json>[]; mappings?: Json }[]; pinned?: Json };
+  return {
+    ...v,
+    pinned: null,
+    domains: v.domains.map(({ mappings: _m, ...d }) => ({ ...d, windows: d.windows.map(({ validTces: _v, kernelBytes: _k, ...w }) => w) })),
+  } as Json;
+}
+
 describe('audit over multi-window domains, iommufd, slots, SR-IOV, removal requests and PHB options', () => {
   it('history of an iommufd-driven device: bind, HWPT, IOAS areas, attach, replace, close; owned from bind to close', async () => {
     const h = await auditHistory(store, { kind: 'device', bdf: NVME });
@@ -126,6 +136,17 @@ describe('audit over multi-window domains, iommufd, slots, SR-IOV, removal reque
     expect(topology.entries.map((e) => [e.event, e.summary])).toEqual([['PhbOptionSet', 'PHB 0001 option tve1-4gb on: window slot 1 starts at 0x100000000']]);
     const request = vf.entries.filter((e) => e.event === 'RemovalRequested').map((e) => e.summary);
     expect(request).toEqual([`removal of ${VF0} requested`, `removal of ${VF1} requested: waiting for vm2 to release it`, `removal of ${PF} requested`]);
+  });
+
+  it('the relations fold (history) equals the full fold after every event, TCE contents and pinned counts aside', async () => {
+    const views = async (fold: 'full' | 'relations'): Promise<Json[]> => {
+      const out: Json[] = [];
+      await scanLog(store, { fold, visit: (s) => out.push(withoutTces(stateView(s.after))) });
+      return out;
+    };
+    const relations = await views('relations');
+    expect(relations).toEqual(await views('full'));
+    expect(relations.length).toBe(last('slot2'));
   });
 
   it('the history index answers the same for every entity', async () => {
