@@ -33,5 +33,5 @@ export { liobn } from './rtas.js';
 export { upcast, UPCASTERS, type Upcaster, type UpcasterRegistry } from './upcast.js';
 export type { Area, Hwpt, IDevice, Ioas, IommufdContext, IommufdObject, Range, Reserved, ReservedOwner } from './iommufd-ctx.js';
 export { fromHex, parseU64, toHex, U64_MAX, type Hex } from './u64.js';
-export { canonicalJson, canonicalState, domainMappings, domainRefView, stateView, type Json, type MappingView } from './view.js';
+export { canonicalJson, canonicalState, domainMappings, domainRefView, stateView, tableRefView, type Json, type MappingView } from './view.js';
 export { BYPASS_BASE } from './window.js';
