@@ -1,5 +1,7 @@
 import type { PhbOption, WindowSpec } from './ddw.js';
 import type { Prot } from './domain.js';
+import type { ErsResult, ResetKind } from './eeh.js';
+import type { EehErrSpec } from './vfio-eeh.js';
 import type { Range } from './iommufd-ctx.js';
 import type { PhbGeneration, Platform } from './pci.js';
 import type { Json } from './view.js';
@@ -91,7 +93,17 @@ export type Command =
   | { readonly type: 'rtasQueryPeDmaWindow'; readonly phb: number }
   | { readonly type: 'rtasCreatePeDmaWindow'; readonly phb: number; readonly pageShift: number; readonly windowShift: number }
   | { readonly type: 'rtasRemovePeDmaWindow'; readonly liobn: number }
-  | { readonly type: 'rtasResetPeDmaWindows'; readonly phb: number };
+  | { readonly type: 'rtasResetPeDmaWindows'; readonly phb: number }
+  // EEH: freezes, the host recovery's steps (driven by the eeh-recovery saga) and the owner's VFIO_EEH_PE_OP.
+  /** `at`: event time in ms since the epoch; the orchestrator fills it from its clock when absent. */
+  | { readonly type: 'eehFreeze'; readonly bdf: string; readonly cause?: 'inject' | 'access'; readonly at?: number }
+  | { readonly type: 'eehReport'; readonly pe: string; readonly phase: 'error_detected' | 'mmio_enabled' | 'slot_reset'; readonly result: ErsResult }
+  | { readonly type: 'eehThaw'; readonly pe: string; readonly what: 'mmio' | 'dma' }
+  | { readonly type: 'eehReset'; readonly pe: string; readonly kind?: ResetKind }
+  | { readonly type: 'eehResume'; readonly pe: string }
+  | { readonly type: 'eehFail'; readonly pe: string; readonly reason: string }
+  | { readonly type: 'eehHotplugReset'; readonly pe: string }
+  | { readonly type: 'vfioEehPeOp'; readonly context: string; readonly op: number; readonly flags?: number; readonly err?: EehErrSpec };
 
 export type CommandType = Command['type'];
 

@@ -1,7 +1,9 @@
 import type { Command, Output } from './commands.js';
 import { setPhbOption } from './ddw.js';
 import { allocPagingDomain, attachDevice, detachDevice, freeDomain, iovaToPhys, mapPages, unmapPages } from './domain.js';
+import { eehFail, eehFreeze, eehHotplugReset, eehReport, eehReset, eehResume, eehThaw } from './eeh.js';
 import { fail, IommuError } from './errors.js';
+import { vfioEehPeOp } from './vfio-eeh.js';
 import type { IommuEvent } from './events.js';
 import { claimDevice, releaseDevice } from './group.js';
 import { apertures, hwptAlloc } from './hwpt.js';
@@ -122,6 +124,22 @@ function run(tx: Tx, c: Command): Output {
     case 'setPhbOption':
       setPhbOption(tx, c.phb, c.option, c.enabled);
       return {};
+    case 'eehFreeze':
+      return eehFreeze(tx, bdf(c.bdf), c.cause ?? 'inject', c.at);
+    case 'eehReport':
+      return eehReport(tx, c.pe, c.phase, c.result);
+    case 'eehThaw':
+      return eehThaw(tx, c.pe, c.what);
+    case 'eehReset':
+      return eehReset(tx, c.pe, c.kind ?? 'hot');
+    case 'eehResume':
+      return eehResume(tx, c.pe);
+    case 'eehFail':
+      return eehFail(tx, c.pe, c.reason);
+    case 'eehHotplugReset':
+      return eehHotplugReset(tx, c.pe);
+    case 'vfioEehPeOp':
+      return vfioEehPeOp(tx, { ...c, context: context(c.context) });
     default:
       return runIommufd(tx, c);
   }

@@ -1,4 +1,5 @@
 import type { DdwEvent } from './ddw.js';
+import type { EehEvent } from './eeh.js';
 import type { PagingDomainEvent } from './domain.js';
 import type { GroupEvent } from './group.js';
 import type { HwptEvent } from './hwpt.js';
@@ -16,7 +17,7 @@ import type { WindowEvent } from './window.js';
  */
 export type IommuEvent =
   | TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent | SlotEvent
-  | DdwEvent | IoasEvent | HwptEvent | IdeviceEvent | IommufdCtxEvent;
+  | DdwEvent | IoasEvent | HwptEvent | IdeviceEvent | IommufdCtxEvent | EehEvent;
 export type IommuEventType = IommuEvent['type'];
 
 /**
@@ -42,6 +43,8 @@ const TYPES: Record<IommuEventType, true> = {
   HwptAllocated: true, HwptDestroyed: true,
   IommufdDeviceBound: true, IommufdDeviceUnbound: true, IommufdDeviceAttached: true, IommufdDeviceDetached: true,
   IommufdGroupReplaced: true, IommufdClosed: true,
+  EehFrozen: true, EehReported: true, EehThawed: true, EehResetAsserted: true, EehResetDeasserted: true, EehRecovered: true,
+  EehPermanentFailure: true, EehCountRestored: true,
 };
 export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];
 

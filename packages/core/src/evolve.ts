@@ -1,5 +1,6 @@
 import { evolveDdw } from './ddw.js';
 import { evolveDomain } from './domain.js';
+import { dropEeh, evolveEeh } from './eeh.js';
 import type { IommuEvent } from './events.js';
 import { evolveGroup } from './group.js';
 import { evolveHwpt } from './hwpt.js';
@@ -29,8 +30,9 @@ function route(state: State, event: IommuEvent): State {
     case 'RemovalRequested':
       return evolveTopology(state, event);
     case 'PeCreated':
-    case 'PeReleased':
       return evolvePe(state, event);
+    case 'PeReleased':
+      return dropEeh(evolvePe(state, event), event.data.pe);
     case 'WindowSet':
     case 'WindowUnset':
     case 'BypassSet':
@@ -71,6 +73,15 @@ function route(state: State, event: IommuEvent): State {
       return evolveIdevice(state, event);
     case 'IommufdClosed':
       return evolveIommufdCtx(state, event);
+    case 'EehFrozen':
+    case 'EehReported':
+    case 'EehThawed':
+    case 'EehResetAsserted':
+    case 'EehResetDeasserted':
+    case 'EehRecovered':
+    case 'EehPermanentFailure':
+    case 'EehCountRestored':
+      return evolveEeh(state, event);
   }
 }
 

@@ -39,6 +39,7 @@ export function invariants(state: State): Violation[] {
   const contexts = new Set([...Object.keys(state.pinned), ...Object.values(state.domains).map((d) => d.context)]);
   for (const ctx of contexts) c.context(ctx);
   iommufdInvariants(state, true, (rule, detail) => c.bad(rule, detail));
+  for (const pe of Object.keys(state.eeh)) c.eeh(pe);
   return c.out;
 }
 
@@ -96,6 +97,7 @@ export function invariantsAfter(before: State, after: State): Violation[] {
   }
   for (const name of changedKeys(before.slots, after.slots)) slots.add(name);
   for (const ctx of changedKeys(before.pinned, after.pinned)) contexts.add(ctx);
+  const eehPes = new Set([...changedKeys(before.eeh, after.eeh), ...changedKeys(before.pes, after.pes)]);
 
   const c = new Checker(after, false);
   if (after.nextGroupId < before.nextGroupId) c.bad('ids', `nextGroupId went back from ${before.nextGroupId} to ${after.nextGroupId}`);
@@ -106,6 +108,7 @@ export function invariantsAfter(before: State, after: State): Violation[] {
   for (const id of domains) c.domain(id);
   for (const name of slots) c.slot(name);
   for (const ctx of contexts) c.context(ctx);
+  for (const pe of eehPes) c.eeh(pe);
   // iommufd rules read objects, their domains, groups and devices: any change to those re-checks them.
   const iommufdInputs = before.iommufd !== after.iommufd || before.domains !== after.domains || before.groups !== after.groups || before.devices !== after.devices;
   if (iommufdInputs) iommufdInvariants(after, false, (rule, detail) => c.bad(rule, detail));
@@ -140,6 +143,14 @@ class Checker {
 
   bad(rule: string, detail: string): void {
     this.out.push({ rule, detail });
+  }
+
+  /** An EEH record belongs to a PE that exists; a counted freeze has its time stamp. */
+  eeh(id: PeId): void {
+    const rec = this.s.eeh[id];
+    if (!rec) return;
+    if (!this.s.pes[id]) this.bad('eeh-dangling', `EEH record of PE ${id}, which does not exist`);
+    if (rec.freezeCount > 0 && rec.tstamp === null) this.bad('eeh-count', `PE ${id} counts ${rec.freezeCount} freezes without a time stamp`);
   }
 
   device(bdf: Bdf): void {

@@ -1,3 +1,4 @@
+import type { EehPe } from './eeh.js';
 import type { IommufdContext } from './iommufd-ctx.js';
 import type { Bdf, PhbGeneration, Platform } from './pci.js';
 import type { TceTable } from './tce-table.js';
@@ -32,6 +33,8 @@ export interface State {
   readonly dma64Base: Readonly<Record<string, bigint>>;
   /** iommufd contexts (open /dev/iommu files) by name, each with its object table. */
   readonly iommufd: Readonly<Record<string, IommufdContext>>;
+  /** EEH bookkeeping per PE (eeh.ts): present from a PE's first freeze until the PE is released. */
+  readonly eeh: Readonly<Record<PeId, EehPe>>;
 }
 
 export interface Phb {
@@ -198,6 +201,7 @@ export const initialState: State = {
   nextDomainId: 1,
   dma64Base: {},
   iommufd: {},
+  eeh: {},
 };
 
 /** Record helpers for immutable updates; keys are kept in insertion order. */

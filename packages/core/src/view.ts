@@ -51,6 +51,7 @@ export function stateView(state: State): Json {
     pinned: Object.fromEntries(Object.entries(state.pinned).map(([context, bytes]) => [context, toHex(bytes)])),
     dma64Base: Object.entries(state.dma64Base).map(([phb, base]) => ({ phb: Number(phb), base: toHex(base) })),
     iommufd: iommufdView(state),
+    ...(Object.keys(state.eeh).length === 0 ? {} : { eeh: eehView(state) }),
   };
 }
 
@@ -127,4 +128,14 @@ function sortKeys(value: Json): Json {
 
 export function canonicalState(state: State): string {
   return canonicalJson(stateView(state));
+}
+
+/** EEH bookkeeping per PE: everything a recovery changes, kept apart so it can be set aside in comparisons. */
+function eehView(state: State): Json {
+  return Object.fromEntries(
+    Object.entries(state.eeh).map(([pe, r]) => [
+      pe,
+      { state: r.state, mmioFrozen: r.mmioFrozen, dmaFrozen: r.dmaFrozen, freezeCount: r.freezeCount, tstamp: r.tstamp, result: r.result },
+    ]),
+  );
 }

@@ -1,4 +1,4 @@
-import { parseU64, type Command, type CommandType } from '@iommu-orch/core';
+import { ERS_RESULTS, parseU64, type Command, type CommandType } from '@iommu-orch/core';
 import { z } from 'zod';
 
 /**
@@ -50,6 +50,7 @@ const range = z.strictObject({ start: u64, last: u64 });
 const windowSpec = z.strictObject({ window: z.number().int(), pageShift: z.number().int(), size: u64, levels: z.number().int() });
 /** RTAS arguments are 32-bit cells. */
 const shift = z.number().int().nonnegative().max(0xffff_ffff);
+const peId = z.string().min(1);
 const u32 = u64.refine((v) => v <= 0xffff_ffffn, 'not a 32-bit value').transform((v) => Number(v));
 
 export const COMMAND_SCHEMAS = {
@@ -108,6 +109,22 @@ export const COMMAND_SCHEMAS = {
   rtasCreatePeDmaWindow: z.strictObject({ type: z.literal('rtasCreatePeDmaWindow'), phb: z.number().int(), pageShift: shift, windowShift: shift }),
   rtasRemovePeDmaWindow: z.strictObject({ type: z.literal('rtasRemovePeDmaWindow'), liobn: u32 }),
   rtasResetPeDmaWindows: z.strictObject({ type: z.literal('rtasResetPeDmaWindows'), phb: z.number().int() }),
+  eehFreeze: z.strictObject({
+    type: z.literal('eehFreeze'), bdf, cause: z.enum(['inject', 'access']).optional(),
+    at: z.union([z.iso.datetime().transform((t) => Date.parse(t)), z.number().int().nonnegative()]).optional(),
+  }),
+  eehReport: z.strictObject({
+    type: z.literal('eehReport'), pe: peId, phase: z.enum(['error_detected', 'mmio_enabled', 'slot_reset']), result: z.enum(ERS_RESULTS),
+  }),
+  eehThaw: z.strictObject({ type: z.literal('eehThaw'), pe: peId, what: z.enum(['mmio', 'dma']) }),
+  eehReset: z.strictObject({ type: z.literal('eehReset'), pe: peId, kind: z.enum(['hot', 'fundamental']).optional() }),
+  eehResume: z.strictObject({ type: z.literal('eehResume'), pe: peId }),
+  eehFail: z.strictObject({ type: z.literal('eehFail'), pe: peId, reason: z.string().min(1) }),
+  eehHotplugReset: z.strictObject({ type: z.literal('eehHotplugReset'), pe: peId }),
+  vfioEehPeOp: z.strictObject({
+    type: z.literal('vfioEehPeOp'), context, op: z.number().int(), flags: z.number().int().optional(),
+    err: z.strictObject({ type: z.number().int(), func: z.number().int(), addr: u64, mask: u64 }).optional(),
+  }),
 } satisfies Record<CommandType, z.ZodType>;
 
 export const commandSchema = z.discriminatedUnion('type', Object.values(COMMAND_SCHEMAS) as unknown as [

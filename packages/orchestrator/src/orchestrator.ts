@@ -86,13 +86,20 @@ export class Orchestrator {
     return r.output;
   }
 
-  private async executeNow(command: Command, commandId: string | undefined): Promise<ExecuteResult> {
+  private async executeNow(input: Command, commandId: string | undefined): Promise<ExecuteResult> {
+    // A freeze is counted by event time: the command carries the same clock reading as its events.
+    let time: string | undefined;
+    let command = input;
+    if (command.type === 'eehFreeze' && command.at === undefined) {
+      time = this.clock.now();
+      command = { ...command, at: Date.parse(time) };
+    }
     for (let attempt = 0; ; attempt++) {
       const decision = applyCommand(this.current, command, this.check);
       if (!decision.ok) return { ok: false, command, error: decision.error };
       if (decision.events.length === 0) return { ok: true, command, output: decision.output, events: [], violations: [] };
       const version = this.current.version;
-      const batch = eventBatch(this.streamId, version, decision.events, { time: this.clock.now(), commandType: command.type, commandId });
+      const batch = eventBatch(this.streamId, version, decision.events, { time: time ?? this.clock.now(), commandType: command.type, commandId });
       try {
         const appended = await this.store.append(this.streamId, batch, { expectedVersion: version });
         this.current = decision.state;
