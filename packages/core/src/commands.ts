@@ -1,6 +1,7 @@
 import type { PhbOption, WindowSpec } from './ddw.js';
 import type { Prot } from './domain.js';
 import type { ErsResult, ResetKind } from './eeh.js';
+import type { HcallLayer } from './kvm-tce.js';
 import type { EehErrSpec } from './vfio-eeh.js';
 import type { Range } from './iommufd-ctx.js';
 import type { PhbGeneration, Platform } from './pci.js';
@@ -11,7 +12,7 @@ import type { Json } from './view.js';
  * into these (zod); core re-checks every domain rule itself.
  */
 export type Command =
-  | { readonly type: 'addPhb'; readonly phb: number; readonly platform: Platform; readonly generation: PhbGeneration; readonly numPes?: number }
+  | { readonly type: 'addPhb'; readonly phb: number; readonly platform: Platform; readonly generation: PhbGeneration; readonly numPes?: number; readonly pageShifts?: readonly number[] }
   | ({ readonly type: 'addDevice' } & DeviceFields)
   | { readonly type: 'removeDevice'; readonly bdf: string; readonly surprise?: boolean }
   | { readonly type: 'requestRemoval'; readonly bdf: string }
@@ -103,7 +104,25 @@ export type Command =
   | { readonly type: 'eehResume'; readonly pe: string }
   | { readonly type: 'eehFail'; readonly pe: string; readonly reason: string }
   | { readonly type: 'eehHotplugReset'; readonly pe: string }
-  | { readonly type: 'vfioEehPeOp'; readonly context: string; readonly op: number; readonly flags?: number; readonly err?: EehErrSpec };
+  | { readonly type: 'vfioEehPeOp'; readonly context: string; readonly op: number; readonly flags?: number; readonly err?: EehErrSpec }
+  // The guest's TCE hypercalls (KVM for its tables, else QEMU) and KVM's set-up ioctls; preregistration.
+  | { readonly type: 'hPutTce'; readonly liobn: number; readonly ioba: bigint; readonly tce: bigint; readonly layer?: HcallLayer }
+  | {
+      readonly type: 'hPutTceIndirect';
+      readonly liobn: number;
+      readonly ioba: bigint;
+      /** Guest physical address of the list page, and the TCEs it holds. */
+      readonly tceList: bigint;
+      readonly tces: readonly bigint[];
+      readonly layer?: HcallLayer;
+    }
+  | { readonly type: 'hStuffTce'; readonly liobn: number; readonly ioba: bigint; readonly tce: bigint; readonly npages: number; readonly layer?: HcallLayer }
+  | { readonly type: 'hGetTce'; readonly liobn: number; readonly ioba: bigint; readonly layer?: HcallLayer }
+  | { readonly type: 'kvmCreateSpaprTce'; readonly liobn: number; readonly pageShift: number; readonly offset: bigint; readonly size: bigint }
+  | { readonly type: 'kvmSetMemslot'; readonly slot: number; readonly gpa: bigint; readonly size: bigint; readonly ua: bigint }
+  | { readonly type: 'kvmLinkGroup'; readonly liobn: number; readonly context: string; readonly group: number }
+  | { readonly type: 'registerMemory'; readonly ua: bigint; readonly size: bigint; readonly pageShift?: number }
+  | { readonly type: 'unregisterMemory'; readonly ua: bigint; readonly size: bigint };
 
 export type CommandType = Command['type'];
 

@@ -4,6 +4,8 @@ import { allocPagingDomain, attachDevice, detachDevice, freeDomain, iovaToPhys, 
 import { eehFail, eehFreeze, eehHotplugReset, eehReport, eehReset, eehResume, eehThaw } from './eeh.js';
 import { fail, IommuError } from './errors.js';
 import { vfioEehPeOp } from './vfio-eeh.js';
+import { hGetTce, hPutTce, hPutTceIndirect, hStuffTce, kvmCreateSpaprTce, kvmLinkGroup, kvmSetMemslot } from './kvm-tce.js';
+import { registerMemory, unregisterMemory } from './prereg.js';
 import type { IommuEvent } from './events.js';
 import { claimDevice, releaseDevice } from './group.js';
 import { apertures, hwptAlloc } from './hwpt.js';
@@ -140,6 +142,24 @@ function run(tx: Tx, c: Command): Output {
       return eehHotplugReset(tx, c.pe);
     case 'vfioEehPeOp':
       return vfioEehPeOp(tx, { ...c, context: context(c.context) });
+    case 'hPutTce':
+      return hPutTce(tx, c.liobn, c.ioba, c.tce, c.layer);
+    case 'hPutTceIndirect':
+      return hPutTceIndirect(tx, c.liobn, c.ioba, c.tceList, c.tces, c.layer);
+    case 'hStuffTce':
+      return hStuffTce(tx, c.liobn, c.ioba, c.tce, c.npages, c.layer);
+    case 'hGetTce':
+      return hGetTce(tx.state, c.liobn, c.ioba, c.layer);
+    case 'kvmCreateSpaprTce':
+      return kvmCreateSpaprTce(tx, c.liobn, c.pageShift, c.offset, c.size);
+    case 'kvmSetMemslot':
+      return kvmSetMemslot(tx, c.slot, c.gpa, c.size, c.ua);
+    case 'kvmLinkGroup':
+      return kvmLinkGroup(tx, c.liobn, context(c.context), c.group);
+    case 'registerMemory':
+      return registerMemory(tx, c.ua, c.size, c.pageShift ?? 12);
+    case 'unregisterMemory':
+      return unregisterMemory(tx, c.ua, c.size);
     default:
       return runIommufd(tx, c);
   }

@@ -1,5 +1,8 @@
 import type { DdwEvent } from './ddw.js';
 import type { EehEvent } from './eeh.js';
+import type { GuestTceEvent } from './guest-tce.js';
+import type { KvmTceEvent } from './kvm-tce.js';
+import type { PreregEvent } from './prereg.js';
 import type { PagingDomainEvent } from './domain.js';
 import type { GroupEvent } from './group.js';
 import type { HwptEvent } from './hwpt.js';
@@ -17,7 +20,8 @@ import type { WindowEvent } from './window.js';
  */
 export type IommuEvent =
   | TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent | SlotEvent
-  | DdwEvent | IoasEvent | HwptEvent | IdeviceEvent | IommufdCtxEvent | EehEvent;
+  | DdwEvent | IoasEvent | HwptEvent | IdeviceEvent | IommufdCtxEvent | EehEvent
+  | GuestTceEvent | KvmTceEvent | PreregEvent;
 export type IommuEventType = IommuEvent['type'];
 
 /**
@@ -45,6 +49,8 @@ const TYPES: Record<IommuEventType, true> = {
   IommufdGroupReplaced: true, IommufdClosed: true,
   EehFrozen: true, EehReported: true, EehThawed: true, EehResetAsserted: true, EehResetDeasserted: true, EehRecovered: true,
   EehPermanentFailure: true, EehCountRestored: true,
+  GuestTcesPut: true, GuestTcesStuffed: true, KvmTceTableCreated: true, KvmMemslotSet: true, KvmGroupLinked: true,
+  MemoryPreregistered: true, MemoryUnregistered: true,
 };
 export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];
 

@@ -3,6 +3,10 @@ import { evolveDomain } from './domain.js';
 import { dropEeh, evolveEeh } from './eeh.js';
 import type { IommuEvent } from './events.js';
 import { evolveGroup } from './group.js';
+import { dropQemuTces, evolveGuestTce } from './guest-tce.js';
+import { evolveKvmTce } from './kvm-tce.js';
+import { evolvePrereg } from './prereg.js';
+import { liobn } from './rtas.js';
 import { evolveHwpt } from './hwpt.js';
 import { evolveIdevice } from './idevice.js';
 import { evolveIoas } from './ioas.js';
@@ -34,9 +38,13 @@ function route(state: State, event: IommuEvent): State {
     case 'PeReleased':
       return dropEeh(evolvePe(state, event), event.data.pe);
     case 'WindowSet':
-    case 'WindowUnset':
     case 'BypassSet':
       return evolveWindow(state, event);
+    case 'WindowUnset': {
+      const phb = state.pes[event.data.pe]!.phb;
+      const next = evolveWindow(state, event);
+      return state.phbs[phb]?.platform === 'pseries' ? dropQemuTces(next, liobn(phb, event.data.slot)) : next;
+    }
     case 'GroupCreated':
     case 'GroupRemoved':
     case 'DmaOwnerClaimed':
@@ -82,6 +90,16 @@ function route(state: State, event: IommuEvent): State {
     case 'EehPermanentFailure':
     case 'EehCountRestored':
       return evolveEeh(state, event);
+    case 'GuestTcesPut':
+    case 'GuestTcesStuffed':
+      return evolveGuestTce(state, event);
+    case 'KvmTceTableCreated':
+    case 'KvmMemslotSet':
+    case 'KvmGroupLinked':
+      return evolveKvmTce(state, event);
+    case 'MemoryPreregistered':
+    case 'MemoryUnregistered':
+      return evolvePrereg(state, event);
   }
 }
 

@@ -39,3 +39,6 @@ export {
   type EehPe, type EehPeType, type ErsResult, type ResetKind, type ResetScope,
 } from './eeh.js';
 export { VFIO_EEH_PE_OPS, type EehErrSpec } from './vfio-eeh.js';
+export { guestTces, liobnKey, MAX_INDIRECT_TCES } from './guest-tce.js';
+export type { HcallLayer, KvmTceTable, Memslot } from './kvm-tce.js';
+export type { Prereg } from './prereg.js';

@@ -1,4 +1,5 @@
 import { slotStart } from './ddw.js';
+import { qemuTable } from './guest-tce.js';
 import { domainMappedBytes } from './pinning.js';
 import { iommufdInvariants } from './iommufd-invariants.js';
 import type { Bdf } from './pci.js';
@@ -40,6 +41,7 @@ export function invariants(state: State): Violation[] {
   for (const ctx of contexts) c.context(ctx);
   iommufdInvariants(state, true, (rule, detail) => c.bad(rule, detail));
   for (const pe of Object.keys(state.eeh)) c.eeh(pe);
+  c.guestTces();
   return c.out;
 }
 
@@ -109,6 +111,7 @@ export function invariantsAfter(before: State, after: State): Violation[] {
   for (const name of slots) c.slot(name);
   for (const ctx of contexts) c.context(ctx);
   for (const pe of eehPes) c.eeh(pe);
+  if (before.guestTces !== after.guestTces || before.pes !== after.pes || before.kvmTables !== after.kvmTables) c.guestTces();
   // iommufd rules read objects, their domains, groups and devices: any change to those re-checks them.
   const iommufdInputs = before.iommufd !== after.iommufd || before.domains !== after.domains || before.groups !== after.groups || before.devices !== after.devices;
   if (iommufdInputs) iommufdInvariants(after, false, (rule, detail) => c.bad(rule, detail));
@@ -143,6 +146,17 @@ class Checker {
 
   bad(rule: string, detail: string): void {
     this.out.push({ rule, detail });
+  }
+
+  /** Every guest TCE table belongs to a live table of its LIOBN (a KVM table or an enabled PHB window) and fits it. */
+  guestTces(): void {
+    for (const [key, t] of Object.entries(this.s.guestTces)) {
+      const liobn = Number(BigInt(key));
+      const kt = this.s.kvmTables[key];
+      const g = kt ? { pageShift: kt.pageShift, size: kt.size } : qemuTable(this.s, liobn);
+      if (!g) this.bad('guest-tce-dangling', `TCEs of LIOBN ${key}, which has no table`);
+      else if (g.pageShift !== t.pageShift || g.size !== t.size) this.bad('guest-tce-geometry', `LIOBN ${key}: contents of 2^${t.pageShift} x ${t.size}, table of 2^${g.pageShift} x ${g.size}`);
+    }
   }
 
   /** An EEH record belongs to a PE that exists; a counted freeze has its time stamp. */

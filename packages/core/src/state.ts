@@ -1,5 +1,7 @@
 import type { EehPe } from './eeh.js';
 import type { IommufdContext } from './iommufd-ctx.js';
+import type { KvmTceTable, Memslot } from './kvm-tce.js';
+import type { Prereg } from './prereg.js';
 import type { Bdf, PhbGeneration, Platform } from './pci.js';
 import type { TceTable } from './tce-table.js';
 
@@ -35,6 +37,13 @@ export interface State {
   readonly iommufd: Readonly<Record<string, IommufdContext>>;
   /** EEH bookkeeping per PE (eeh.ts): present from a PE's first freeze until the PE is released. */
   readonly eeh: Readonly<Record<PeId, EehPe>>;
+  /** Guest-visible TCE tables by LIOBN (hex): QEMU's PHB windows and KVM's tables (guest-tce.ts). */
+  readonly guestTces: Readonly<Record<string, TceTable>>;
+  /** KVM's in-kernel TCE tables by LIOBN (hex), and the guest's memslots by slot id (kvm-tce.ts). */
+  readonly kvmTables: Readonly<Record<string, KvmTceTable>>;
+  readonly memslots: Readonly<Record<string, Memslot>>;
+  /** Memory the guest process preregistered for VFIO/KVM (prereg.ts). */
+  readonly prereg: readonly Prereg[];
 }
 
 export interface Phb {
@@ -202,6 +211,10 @@ export const initialState: State = {
   dma64Base: {},
   iommufd: {},
   eeh: {},
+  guestTces: {},
+  kvmTables: {},
+  memslots: {},
+  prereg: [],
 };
 
 /** Record helpers for immutable updates; keys are kept in insertion order. */

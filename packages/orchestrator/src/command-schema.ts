@@ -51,6 +51,8 @@ const windowSpec = z.strictObject({ window: z.number().int(), pageShift: z.numbe
 /** RTAS arguments are 32-bit cells. */
 const shift = z.number().int().nonnegative().max(0xffff_ffff);
 const peId = z.string().min(1);
+/** Which hypercall handler answers; absent: KVM for its own tables, else QEMU. */
+const layer = z.enum(['kvm', 'qemu']).optional();
 const u32 = u64.refine((v) => v <= 0xffff_ffffn, 'not a 32-bit value').transform((v) => Number(v));
 
 export const COMMAND_SCHEMAS = {
@@ -60,6 +62,7 @@ export const COMMAND_SCHEMAS = {
     platform: z.enum(['powernv', 'pseries']),
     generation: z.enum(['PHB3', 'PHB4', 'PHB5', 'SPAPR']),
     numPes: z.number().int().optional(),
+    pageShifts: z.array(z.number().int()).min(1).optional(),
   }),
   addDevice: z.strictObject({ type: z.literal('addDevice'), ...deviceFields }),
   removeDevice: z.strictObject({ type: z.literal('removeDevice'), bdf, surprise: z.boolean().optional() }),
@@ -121,6 +124,15 @@ export const COMMAND_SCHEMAS = {
   eehResume: z.strictObject({ type: z.literal('eehResume'), pe: peId }),
   eehFail: z.strictObject({ type: z.literal('eehFail'), pe: peId, reason: z.string().min(1) }),
   eehHotplugReset: z.strictObject({ type: z.literal('eehHotplugReset'), pe: peId }),
+  hPutTce: z.strictObject({ type: z.literal('hPutTce'), liobn: u32, ioba: u64, tce: u64, layer }),
+  hPutTceIndirect: z.strictObject({ type: z.literal('hPutTceIndirect'), liobn: u32, ioba: u64, tceList: u64, tces: z.array(u64), layer }),
+  hStuffTce: z.strictObject({ type: z.literal('hStuffTce'), liobn: u32, ioba: u64, tce: u64, npages: z.number().int().nonnegative(), layer }),
+  hGetTce: z.strictObject({ type: z.literal('hGetTce'), liobn: u32, ioba: u64, layer }),
+  kvmCreateSpaprTce: z.strictObject({ type: z.literal('kvmCreateSpaprTce'), liobn: u32, pageShift: z.number().int(), offset: u64, size: u64 }),
+  kvmSetMemslot: z.strictObject({ type: z.literal('kvmSetMemslot'), slot: id, gpa: u64, size: u64, ua: u64 }),
+  kvmLinkGroup: z.strictObject({ type: z.literal('kvmLinkGroup'), liobn: u32, context, group: id }),
+  registerMemory: z.strictObject({ type: z.literal('registerMemory'), ua: u64, size: u64, pageShift: z.number().int().optional() }),
+  unregisterMemory: z.strictObject({ type: z.literal('unregisterMemory'), ua: u64, size: u64 }),
   vfioEehPeOp: z.strictObject({
     type: z.literal('vfioEehPeOp'), context, op: z.number().int(), flags: z.number().int().optional(),
     err: z.strictObject({ type: z.number().int(), func: z.number().int(), addr: u64, mask: u64 }).optional(),
