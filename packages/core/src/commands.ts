@@ -122,7 +122,20 @@ export type Command =
   | { readonly type: 'kvmSetMemslot'; readonly slot: number; readonly gpa: bigint; readonly size: bigint; readonly ua: bigint }
   | { readonly type: 'kvmLinkGroup'; readonly liobn: number; readonly context: string; readonly group: number }
   | { readonly type: 'registerMemory'; readonly ua: bigint; readonly size: bigint; readonly pageShift?: number }
-  | { readonly type: 'unregisterMemory'; readonly ua: bigint; readonly size: bigint };
+  | { readonly type: 'unregisterMemory'; readonly ua: bigint; readonly size: bigint }
+  // VFIO sPAPR TCE container ioctls (vfio-spapr.ts); `container` names the container and the context it is.
+  | { readonly type: 'spaprOpen'; readonly container: string; readonly iommuType: number; readonly memlockPages?: number }
+  | { readonly type: 'spaprAttachGroup'; readonly container: string; readonly group: number }
+  | { readonly type: 'spaprGetInfo'; readonly container: string }
+  | { readonly type: 'spaprEnable'; readonly container: string }
+  | { readonly type: 'spaprDisable'; readonly container: string }
+  | { readonly type: 'spaprRegisterMemory'; readonly container: string; readonly vaddr: bigint; readonly size: bigint; readonly pageShift?: number; readonly flags?: number }
+  | { readonly type: 'spaprUnregisterMemory'; readonly container: string; readonly vaddr: bigint; readonly size: bigint }
+  | { readonly type: 'spaprTceCreate'; readonly container: string; readonly pageShift: number; readonly windowSize: bigint; readonly levels: number; readonly flags?: number }
+  | { readonly type: 'spaprTceRemove'; readonly container: string; readonly startAddr: bigint }
+  | { readonly type: 'spaprMapDma'; readonly container: string; readonly vaddr: bigint; readonly iova: bigint; readonly size: bigint; readonly flags: readonly string[] }
+  | { readonly type: 'spaprUnmapDma'; readonly container: string; readonly iova: bigint; readonly size: bigint; readonly flags?: number }
+  | { readonly type: 'spaprClose'; readonly container: string };
 
 export type CommandType = Command['type'];
 

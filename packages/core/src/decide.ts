@@ -6,6 +6,10 @@ import { fail, IommuError } from './errors.js';
 import { vfioEehPeOp } from './vfio-eeh.js';
 import { hGetTce, hPutTce, hPutTceIndirect, hStuffTce, kvmCreateSpaprTce, kvmLinkGroup, kvmSetMemslot } from './kvm-tce.js';
 import { registerMemory, unregisterMemory } from './prereg.js';
+import {
+  spaprAttachGroup, spaprClose, spaprDisable, spaprEnable, spaprGetInfo, spaprMapDma, spaprOpen, spaprRegisterMemory, spaprTceCreate,
+  spaprTceRemove, spaprUnmapDma, spaprUnregisterMemory,
+} from './vfio-spapr.js';
 import type { IommuEvent } from './events.js';
 import { claimDevice, releaseDevice } from './group.js';
 import { apertures, hwptAlloc } from './hwpt.js';
@@ -160,6 +164,30 @@ function run(tx: Tx, c: Command): Output {
       return registerMemory(tx, c.ua, c.size, c.pageShift ?? 12);
     case 'unregisterMemory':
       return unregisterMemory(tx, c.ua, c.size);
+    case 'spaprOpen':
+      return spaprOpen(tx, context(c.container), c.iommuType, c.memlockPages);
+    case 'spaprAttachGroup':
+      return spaprAttachGroup(tx, c.container, c.group);
+    case 'spaprGetInfo':
+      return spaprGetInfo(tx.state, c.container);
+    case 'spaprEnable':
+      return spaprEnable(tx, c.container);
+    case 'spaprDisable':
+      return spaprDisable(tx, c.container);
+    case 'spaprRegisterMemory':
+      return spaprRegisterMemory(tx, c.container, c.vaddr, c.size, c.pageShift ?? 12, c.flags ?? 0);
+    case 'spaprUnregisterMemory':
+      return spaprUnregisterMemory(tx, c.container, c.vaddr, c.size);
+    case 'spaprTceCreate':
+      return spaprTceCreate(tx, c.container, c.pageShift, c.windowSize, c.levels, c.flags ?? 0);
+    case 'spaprTceRemove':
+      return spaprTceRemove(tx, c.container, c.startAddr);
+    case 'spaprMapDma':
+      return spaprMapDma(tx, c.container, c.vaddr, c.iova, c.size, c.flags);
+    case 'spaprUnmapDma':
+      return spaprUnmapDma(tx, c.container, c.iova, c.size, c.flags ?? 0);
+    case 'spaprClose':
+      return spaprClose(tx, c.container);
     default:
       return runIommufd(tx, c);
   }

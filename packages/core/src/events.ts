@@ -3,6 +3,7 @@ import type { EehEvent } from './eeh.js';
 import type { GuestTceEvent } from './guest-tce.js';
 import type { KvmTceEvent } from './kvm-tce.js';
 import type { PreregEvent } from './prereg.js';
+import type { SpaprEvent } from './vfio-spapr.js';
 import type { PagingDomainEvent } from './domain.js';
 import type { GroupEvent } from './group.js';
 import type { HwptEvent } from './hwpt.js';
@@ -21,7 +22,7 @@ import type { WindowEvent } from './window.js';
 export type IommuEvent =
   | TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent | SlotEvent
   | DdwEvent | IoasEvent | HwptEvent | IdeviceEvent | IommufdCtxEvent | EehEvent
-  | GuestTceEvent | KvmTceEvent | PreregEvent;
+  | GuestTceEvent | KvmTceEvent | PreregEvent | SpaprEvent;
 export type IommuEventType = IommuEvent['type'];
 
 /**
@@ -51,6 +52,8 @@ const TYPES: Record<IommuEventType, true> = {
   EehPermanentFailure: true, EehCountRestored: true,
   GuestTcesPut: true, GuestTcesStuffed: true, KvmTceTableCreated: true, KvmMemslotSet: true, KvmGroupLinked: true,
   MemoryPreregistered: true, MemoryUnregistered: true,
+  SpaprContainerOpened: true, SpaprGroupAttached: true, SpaprEnabled: true, SpaprWindowsSet: true, SpaprRegionReferenced: true,
+  SpaprContainerClosed: true,
 };
 export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];
 

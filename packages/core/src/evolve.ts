@@ -7,6 +7,7 @@ import { dropQemuTces, evolveGuestTce } from './guest-tce.js';
 import { evolveKvmTce } from './kvm-tce.js';
 import { evolvePrereg } from './prereg.js';
 import { liobn } from './rtas.js';
+import { evolveSpapr, forgetInSpapr } from './vfio-spapr.js';
 import { evolveHwpt } from './hwpt.js';
 import { evolveIdevice } from './idevice.js';
 import { evolveIoas } from './ioas.js';
@@ -45,13 +46,15 @@ function route(state: State, event: IommuEvent): State {
       const next = evolveWindow(state, event);
       return state.phbs[phb]?.platform === 'pseries' ? dropQemuTces(next, liobn(phb, event.data.slot)) : next;
     }
-    case 'GroupCreated':
     case 'GroupRemoved':
+      return forgetInSpapr(evolveGroup(state, event), { group: event.data.group });
+    case 'GroupCreated':
     case 'DmaOwnerClaimed':
     case 'DmaOwnerReleased':
       return evolveGroup(state, event);
-    case 'PagingDomainAllocated':
     case 'PagingDomainFreed':
+      return forgetInSpapr(evolveDomain(state, event), { domain: event.data.domain });
+    case 'PagingDomainAllocated':
     case 'DeviceAttached':
     case 'DeviceDetached':
       return evolveDomain(state, event);
@@ -100,6 +103,13 @@ function route(state: State, event: IommuEvent): State {
     case 'MemoryPreregistered':
     case 'MemoryUnregistered':
       return evolvePrereg(state, event);
+    case 'SpaprContainerOpened':
+    case 'SpaprGroupAttached':
+    case 'SpaprEnabled':
+    case 'SpaprWindowsSet':
+    case 'SpaprRegionReferenced':
+    case 'SpaprContainerClosed':
+      return evolveSpapr(state, event);
   }
 }
 

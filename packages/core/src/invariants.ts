@@ -42,6 +42,7 @@ export function invariants(state: State): Violation[] {
   iommufdInvariants(state, true, (rule, detail) => c.bad(rule, detail));
   for (const pe of Object.keys(state.eeh)) c.eeh(pe);
   c.guestTces();
+  c.spapr();
   return c.out;
 }
 
@@ -112,6 +113,7 @@ export function invariantsAfter(before: State, after: State): Violation[] {
   for (const ctx of contexts) c.context(ctx);
   for (const pe of eehPes) c.eeh(pe);
   if (before.guestTces !== after.guestTces || before.pes !== after.pes || before.kvmTables !== after.kvmTables) c.guestTces();
+  if (before.spapr !== after.spapr || before.groups !== after.groups || before.domains !== after.domains) c.spapr();
   // iommufd rules read objects, their domains, groups and devices: any change to those re-checks them.
   const iommufdInputs = before.iommufd !== after.iommufd || before.domains !== after.domains || before.groups !== after.groups || before.devices !== after.devices;
   if (iommufdInputs) iommufdInvariants(after, false, (rule, detail) => c.bad(rule, detail));
@@ -156,6 +158,17 @@ class Checker {
       const g = kt ? { pageShift: kt.pageShift, size: kt.size } : qemuTable(this.s, liobn);
       if (!g) this.bad('guest-tce-dangling', `TCEs of LIOBN ${key}, which has no table`);
       else if (g.pageShift !== t.pageShift || g.size !== t.size) this.bad('guest-tce-geometry', `LIOBN ${key}: contents of 2^${t.pageShift} x ${t.size}, table of 2^${g.pageShift} x ${g.size}`);
+    }
+  }
+
+  /** A VFIO container owns the group it holds, and its domain exists, is its own and serves that group. */
+  spapr(): void {
+    for (const c of Object.values(this.s.spapr)) {
+      const g = c.group === null ? undefined : this.s.groups[c.group];
+      if (c.group !== null && g?.owner !== c.name) this.bad('spapr-group', `container ${c.name} holds group ${c.group}, which it does not own`);
+      if (c.domain === null) continue;
+      const d = this.s.domains[c.domain];
+      if (!d || d.context !== c.name || d.group !== c.group) this.bad('spapr-domain', `container ${c.name} names domain ${c.domain}, which is not its own for group ${c.group}`);
     }
   }
 

@@ -2,6 +2,7 @@ import type { EehPe } from './eeh.js';
 import type { IommufdContext } from './iommufd-ctx.js';
 import type { KvmTceTable, Memslot } from './kvm-tce.js';
 import type { Prereg } from './prereg.js';
+import type { SpaprContainer } from './vfio-spapr.js';
 import type { Bdf, PhbGeneration, Platform } from './pci.js';
 import type { TceTable } from './tce-table.js';
 
@@ -44,6 +45,8 @@ export interface State {
   readonly memslots: Readonly<Record<string, Memslot>>;
   /** Memory the guest process preregistered for VFIO/KVM (prereg.ts). */
   readonly prereg: readonly Prereg[];
+  /** VFIO sPAPR TCE containers by name (vfio-spapr.ts); each is the context owning its group. */
+  readonly spapr: Readonly<Record<string, SpaprContainer>>;
 }
 
 export interface Phb {
@@ -215,6 +218,7 @@ export const initialState: State = {
   kvmTables: {},
   memslots: {},
   prereg: [],
+  spapr: {},
 };
 
 /** Record helpers for immutable updates; keys are kept in insertion order. */

@@ -160,6 +160,12 @@ function hypervisorView(state: State): Record<string, Json> {
   if (Object.keys(state.memslots).length > 0) {
     out.memslots = Object.values(state.memslots).map((m) => ({ slot: m.slot, gpa: toHex(m.gpa), size: toHex(m.size), ua: toHex(m.ua) }));
   }
+  if (Object.keys(state.spapr).length > 0) {
+    out.spapr = Object.values(state.spapr).map((c) => ({
+      name: c.name, v2: c.v2, memlockPages: c.memlockPages, enabled: c.enabled, group: c.group, defWindowPending: c.defWindowPending, domain: c.domain,
+      regions: c.regions.map((r) => ({ ua: toHex(r.ua), size: toHex(r.size) })),
+    }));
+  }
   if (state.prereg.length > 0) {
     out.prereg = state.prereg.map((r) => ({ ua: toHex(r.ua), size: toHex(r.size), pageShift: r.pageShift, users: r.users }));
   }

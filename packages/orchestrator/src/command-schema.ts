@@ -133,6 +133,22 @@ export const COMMAND_SCHEMAS = {
   kvmLinkGroup: z.strictObject({ type: z.literal('kvmLinkGroup'), liobn: u32, context, group: id }),
   registerMemory: z.strictObject({ type: z.literal('registerMemory'), ua: u64, size: u64, pageShift: z.number().int().optional() }),
   unregisterMemory: z.strictObject({ type: z.literal('unregisterMemory'), ua: u64, size: u64 }),
+  spaprOpen: z.strictObject({ type: z.literal('spaprOpen'), container: context, iommuType: z.number().int(), memlockPages: z.number().int().nonnegative().optional() }),
+  spaprAttachGroup: z.strictObject({ type: z.literal('spaprAttachGroup'), container: context, group: id }),
+  spaprGetInfo: z.strictObject({ type: z.literal('spaprGetInfo'), container: context }),
+  spaprEnable: z.strictObject({ type: z.literal('spaprEnable'), container: context }),
+  spaprDisable: z.strictObject({ type: z.literal('spaprDisable'), container: context }),
+  spaprRegisterMemory: z.strictObject({
+    type: z.literal('spaprRegisterMemory'), container: context, vaddr: u64, size: u64, pageShift: z.number().int().optional(), flags: z.number().int().optional(),
+  }),
+  spaprUnregisterMemory: z.strictObject({ type: z.literal('spaprUnregisterMemory'), container: context, vaddr: u64, size: u64 }),
+  spaprTceCreate: z.strictObject({
+    type: z.literal('spaprTceCreate'), container: context, pageShift: z.number().int(), windowSize: u64, levels: z.number().int(), flags: z.number().int().optional(),
+  }),
+  spaprTceRemove: z.strictObject({ type: z.literal('spaprTceRemove'), container: context, startAddr: u64 }),
+  spaprMapDma: z.strictObject({ type: z.literal('spaprMapDma'), container: context, vaddr: u64, iova: u64, size: u64, flags }),
+  spaprUnmapDma: z.strictObject({ type: z.literal('spaprUnmapDma'), container: context, iova: u64, size: u64, flags: z.number().int().optional() }),
+  spaprClose: z.strictObject({ type: z.literal('spaprClose'), container: context }),
   vfioEehPeOp: z.strictObject({
     type: z.literal('vfioEehPeOp'), context, op: z.number().int(), flags: z.number().int().optional(),
     err: z.strictObject({ type: z.number().int(), func: z.number().int(), addr: u64, mask: u64 }).optional(),
