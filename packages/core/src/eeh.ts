@@ -251,14 +251,22 @@ function removePeDevices(tx: Tx, pe: Pe): Bdf[] {
  * releases the PE and its group and makes new ones (new group ids). The EEH PE is kept across it
  * (EEH_PE_KEEP): its freeze count and time stamp move to the PE the devices land in. VFs are not
  * re-created: the PF comes back with SR-IOV disabled (the kernel re-adds them; the model leaves
- * that to a later setNumVfs). A passed-through PE never gets here (the owner recovers it).
+ * that to a later setNumVfs). A VF PE keeps its VF (see below). A passed-through PE never gets here
+ * (the owner recovers it).
  */
 export function eehHotplugReset(tx: Tx, id: PeId): Output {
   const pe = requireRecovery(tx.state, id);
   const rec = eehOf(tx.state, id);
   if (rec.result !== 'none') fail('EINVAL', `PE ${id}: a full-hotplug reset is for a PE with no EEH-aware driver`);
-  const specs = pe.devices.map((b) => tx.state.devices[b]!).filter((d) => d.pf === null).map(deviceSpec);
   const scope = resetScope(tx.state, pe, 'hot');
+  if (pe.vf !== null) {
+    // eeh_add_virt_device puts the VF back through its PF in the same VF PE: modelled as an FLR that keeps it.
+    eehResetAssert(tx, id, 'hot');
+    eehResetDeassert(tx, id);
+    tx.emit({ type: 'EehRecovered', data: { pe: id } });
+    return { scope, pe: id, groups: pe.group === null ? [] : [pe.group] };
+  }
+  const specs = pe.devices.map((b) => tx.state.devices[b]!).filter((d) => d.pf === null).map(deviceSpec);
   removePeDevices(tx, pe);
   const added = specs.map((s) => addDevice(tx, s));
   const newPe = tx.state.devices[added[0]!]!.pe;

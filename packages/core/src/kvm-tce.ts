@@ -33,8 +33,13 @@ export interface KvmTceTable {
   /** First entry's bus page number (the table starts at offset << pageShift). */
   readonly offset: bigint;
   readonly size: number;
-  /** Linked VFIO groups, by id. */
-  readonly groups: readonly number[];
+  /** Linked VFIO groups, each with the context that linked it (the holder of the group fd). */
+  readonly groups: readonly KvmLink[];
+}
+
+export interface KvmLink {
+  readonly group: number;
+  readonly context: string;
 }
 
 export interface Memslot {
@@ -47,7 +52,7 @@ export interface Memslot {
 export type KvmTceEvent =
   | { readonly type: 'KvmTceTableCreated'; readonly data: { readonly liobn: number; readonly pageShift: number; readonly offset: Hex; readonly size: number } }
   | { readonly type: 'KvmMemslotSet'; readonly data: { readonly slot: number; readonly gpa: Hex; readonly size: Hex; readonly ua: Hex } }
-  | { readonly type: 'KvmGroupLinked'; readonly data: { readonly liobn: number; readonly group: number } };
+  | { readonly type: 'KvmGroupLinked'; readonly data: { readonly liobn: number; readonly group: number; readonly context: string } };
 
 export type HcallLayer = 'kvm' | 'qemu';
 
@@ -85,11 +90,11 @@ export function kvmLinkGroup(tx: Tx, liobn: number, context: string, group: numb
   const kt = tx.state.kvmTables[liobnKey(liobn)] ?? fail('EBADF', `no KVM TCE table with LIOBN ${liobnKey(liobn)}`);
   const g = tx.state.groups[group];
   if (!g || g.owner !== context) fail('EBADF', `context ${context} holds no group ${group}`);
-  const hw = hwWindows(tx.state, kt, group);
+  const hw = hwWindows(tx.state, kt, { group, context });
   if (hw.length === 0) {
     fail('EINVAL', `group ${group} has no window with pages <= 2^${kt.pageShift}, start ${toHex(guestStart(kt))} and at least ${toHex(guestBytes(kt))} bytes`);
   }
-  if (!kt.groups.includes(group)) tx.emit({ type: 'KvmGroupLinked', data: { liobn, group } });
+  if (!kt.groups.some((l) => l.group === group && l.context === context)) tx.emit({ type: 'KvmGroupLinked', data: { liobn, group, context } });
   return { hwPageShift: hw[0]!.window.pageShift };
 }
 
@@ -110,11 +115,15 @@ interface HwTable {
   readonly window: Window;
 }
 
-/** The windows of a linked group that can back the guest table (kvm_spapr_tce_attach_iommu_group's match). */
-function hwWindows(state: State, kt: KvmTceTable, group: number): HwTable[] {
-  const g = state.groups[group];
+/**
+ * The windows of a linked group that can back the guest table (kvm_spapr_tce_attach_iommu_group's
+ * match). A link lives as long as its context holds the group: once the group is released (the kernel
+ * drops the link with the group fd) it backs nothing, even if another context takes the group.
+ */
+function hwWindows(state: State, kt: KvmTceTable, link: KvmLink): HwTable[] {
+  const g = state.groups[link.group];
   const pe = g && state.pes[g.pe];
-  if (!pe || g.owner === null) return [];
+  if (!pe || g.owner !== link.context) return [];
   return pe.windows.flatMap((w) =>
     w && w.table.kind === 'domain' && state.domains[w.table.domain]?.context === g.owner &&
     w.pageShift <= kt.pageShift && w.start === guestStart(kt) && w.size >= guestBytes(kt)
@@ -124,7 +133,7 @@ function hwWindows(state: State, kt: KvmTceTable, group: number): HwTable[] {
 }
 
 function linkedTables(state: State, kt: KvmTceTable): HwTable[] {
-  return kt.groups.flatMap((g) => hwWindows(state, kt, g).slice(0, 1));
+  return kt.groups.flatMap((l) => hwWindows(state, kt, l).slice(0, 1));
 }
 
 /** kvmppc_ioba_validate: page aligned and [idx, idx+npages) inside the table, else H_PARAMETER. */
@@ -245,7 +254,7 @@ export function evolveKvmTce(state: State, event: KvmTceEvent): State {
     case 'KvmGroupLinked': {
       const key = liobnKey(event.data.liobn);
       const kt = state.kvmTables[key]!;
-      return { ...state, kvmTables: put(state.kvmTables, key, { ...kt, groups: [...kt.groups, event.data.group] }) };
+      return { ...state, kvmTables: put(state.kvmTables, key, { ...kt, groups: [...kt.groups, { group: event.data.group, context: event.data.context }] }) };
     }
   }
 }

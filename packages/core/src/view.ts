@@ -154,7 +154,7 @@ function hypervisorView(state: State): Record<string, Json> {
   }
   if (Object.keys(state.kvmTables).length > 0) {
     out.kvmTables = Object.values(state.kvmTables).map((k) => ({
-      liobn: toHex(BigInt(k.liobn)), pageShift: k.pageShift, offset: toHex(k.offset), size: k.size, groups: [...k.groups],
+      liobn: toHex(BigInt(k.liobn)), pageShift: k.pageShift, offset: toHex(k.offset), size: k.size, links: k.groups.map((l) => ({ group: l.group, context: l.context })),
     }));
   }
   if (Object.keys(state.memslots).length > 0) {
