@@ -52,7 +52,7 @@ const TYPES: Record<IommuEventType, true> = {
   EehPermanentFailure: true, EehCountRestored: true,
   GuestTcesPut: true, GuestTcesStuffed: true, KvmTceTableCreated: true, KvmMemslotSet: true, KvmGroupLinked: true,
   MemoryPreregistered: true, MemoryUnregistered: true,
-  SpaprContainerOpened: true, SpaprGroupAttached: true, SpaprEnabled: true, SpaprWindowsSet: true, SpaprRegionReferenced: true,
+  SpaprContainerOpened: true, SpaprGroupAttached: true, SpaprGroupDetached: true, SpaprEnabled: true, SpaprWindowsSet: true, SpaprRegionReferenced: true,
   SpaprContainerClosed: true,
 };
 export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];

@@ -48,9 +48,13 @@ function route(state: State, event: IommuEvent): State {
     }
     case 'GroupRemoved':
       return forgetInSpapr(evolveGroup(state, event), { group: event.data.group });
+    case 'DmaOwnerReleased': {
+      // A forced release (surprise removal) takes the group from its container too.
+      const next = evolveGroup(state, event);
+      return next.groups[event.data.group]!.owner === null ? forgetInSpapr(next, { group: event.data.group }) : next;
+    }
     case 'GroupCreated':
     case 'DmaOwnerClaimed':
-    case 'DmaOwnerReleased':
       return evolveGroup(state, event);
     case 'PagingDomainFreed':
       return forgetInSpapr(evolveDomain(state, event), { domain: event.data.domain });
@@ -105,6 +109,7 @@ function route(state: State, event: IommuEvent): State {
       return evolvePrereg(state, event);
     case 'SpaprContainerOpened':
     case 'SpaprGroupAttached':
+    case 'SpaprGroupDetached':
     case 'SpaprEnabled':
     case 'SpaprWindowsSet':
     case 'SpaprRegionReferenced':

@@ -41,6 +41,7 @@ export interface SpaprContainer {
 export type SpaprEvent =
   | { readonly type: 'SpaprContainerOpened'; readonly data: { readonly container: string; readonly v2: boolean; readonly memlockPages: number | null } }
   | { readonly type: 'SpaprGroupAttached'; readonly data: { readonly container: string; readonly group: number } }
+  | { readonly type: 'SpaprGroupDetached'; readonly data: { readonly container: string; readonly group: number } }
   | { readonly type: 'SpaprEnabled'; readonly data: { readonly container: string; readonly enabled: boolean } }
   | { readonly type: 'SpaprWindowsSet'; readonly data: { readonly container: string; readonly domain: number | null; readonly defWindowPending: boolean } }
   | { readonly type: 'SpaprRegionReferenced'; readonly data: { readonly container: string; readonly ua: Hex; readonly size: Hex; readonly referenced: boolean } }
@@ -307,8 +308,11 @@ export function spaprUnmapDma(tx: Tx, name: string, iova: bigint, size: bigint, 
 export function spaprClose(tx: Tx, name: string): Output {
   let c = requireContainer(tx.state, name);
   if (c.group !== null) {
+    const group = c.group;
     if (c.domain !== null) setWindows(tx, c, [], false);
-    for (const bdf of tx.state.groups[c.group]!.claimed) releaseDevice(tx, name, bdf);
+    // The container lets go of the group before the group's ownership goes: it never names a group it does not own.
+    tx.emit({ type: 'SpaprGroupDetached', data: { container: name, group } });
+    for (const bdf of tx.state.groups[group]!.claimed) releaseDevice(tx, name, bdf);
   }
   c = tx.state.spapr[name]!;
   for (const r of c.regions) {
@@ -328,6 +332,8 @@ export function evolveSpapr(state: State, event: SpaprEvent): State {
       return set({ name: d.container, v2: event.data.v2, memlockPages: event.data.memlockPages, enabled: false, group: null, defWindowPending: false, domain: null, regions: [] });
     case 'SpaprGroupAttached':
       return set({ ...c, group: event.data.group, defWindowPending: true });
+    case 'SpaprGroupDetached':
+      return set({ ...c, group: null, defWindowPending: false });
     case 'SpaprEnabled':
       return set({ ...c, enabled: event.data.enabled });
     case 'SpaprWindowsSet':
