@@ -4,19 +4,19 @@ import { dropEeh, evolveEeh } from './eeh.js';
 import type { IommuEvent } from './events.js';
 import { evolveGroup } from './group.js';
 import { dropQemuTces, evolveGuestTce } from './guest-tce.js';
-import { evolveKvmTce } from './kvm-tce.js';
-import { evolvePrereg } from './prereg.js';
-import { liobn } from './rtas.js';
-import { evolveSpapr, forgetInSpapr } from './vfio-spapr.js';
 import { evolveHwpt } from './hwpt.js';
 import { evolveIdevice } from './idevice.js';
 import { evolveIoas } from './ioas.js';
 import { evolveIommufdCtx } from './iommufd-destroy.js';
+import { evolveKvmTce } from './kvm-tce.js';
 import { evolvePe } from './pe.js';
 import { evolvePinned } from './pinning.js';
+import { evolvePrereg } from './prereg.js';
+import { liobn } from './rtas.js';
 import { evolveSlot } from './slot.js';
 import type { State } from './state.js';
 import { evolveTopology } from './topology.js';
+import { evolveSpapr, forgetInSpapr } from './vfio-spapr.js';
 import { evolveWindow } from './window.js';
 
 /** The pure fold: never reads a clock, never fails on an event `decide` produced. */

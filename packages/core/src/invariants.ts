@@ -23,7 +23,9 @@ import { tceRuns, tceValidFrom } from './tce-table.js';
  * window translates through; PE numbers are unique per PHB; windows that name a domain match its
  * aperture; every valid TCE lies inside the window of its table group; each context has pinned exactly
  * what its mappings pin; a slot that is not populated has no device; nothing refers to a removed
- * device, PE, group, domain or slot. The iommufd layer's rules are in iommufd-invariants.ts.
+ * device, PE, group, domain or slot; an EEH record's PE exists; every guest TCE table belongs to a
+ * live table of its LIOBN; a VFIO container owns its group and its domain is its own. The iommufd
+ * layer's rules are in iommufd-invariants.ts.
  */
 export interface Violation {
   readonly rule: string;
