@@ -1,5 +1,5 @@
 import { canonicalJson, eehOf, invariants, stateView, type Command, type Json, type State } from '@iommu-orch/core';
-import { logicalClock, Orchestrator, recoverPe, replay, runSaga, type EehHandlers, type Saga } from '@iommu-orch/orchestrator';
+import { loadScenario, logicalClock, Orchestrator, recoverPe, replay, runSaga, type EehHandlers, type Saga } from '@iommu-orch/orchestrator';
 import { MemoryEventStore } from '@iommu-orch/store';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -44,6 +44,29 @@ function withoutEeh(s: State): string {
 const run = (orch: Orchestrator, saga: Saga) => runSaga(orch, saga);
 
 describe('EEH recovery saga', () => {
+  it('the scenario eeh/recovery-restores-state: the state after resume equals the state before the freeze, EEH bookkeeping aside', async () => {
+    const scenario = loadScenario(new URL('../scenarios/eeh/recovery-restores-state.json', import.meta.url).pathname);
+    const orch = await Orchestrator.open(new MemoryEventStore(), { clock: logicalClock(scenario.clock?.start, scenario.clock?.stepMs) });
+    const steps = [
+      ...(scenario.topology?.phbs ?? []).map((p) => ({ type: 'addPhb', ...p })),
+      ...(scenario.topology?.devices ?? []).map((d) => ({ type: 'addDevice', ...d })),
+      ...scenario.commands.map(({ expect: _e, note: _n, ...c }) => c),
+    ];
+    let before: string | null = null;
+    let after: string | null = null;
+    for (const step of steps) {
+      if (step.type === 'eehFreeze' && before === null) before = withoutEeh(orch.state);
+      const r = await orch.execute(step);
+      if (step.type === 'eehResume' && after === null) {
+        expect(r.ok).toBe(true);
+        after = withoutEeh(orch.state);
+      }
+    }
+    expect(before).not.toBeNull();
+    expect(after).toBe(before);
+  });
+
+
   it('NEED_RESET -> reset -> slot_reset RECOVERED: the state equals the state before the freeze, apart from EEH bookkeeping', async () => {
     // A user context holds a second PE with a mapped paging domain: its tables must not move either.
     const { orch, store, view } = await host(OWNED_PE);
