@@ -4,6 +4,7 @@ import {
   emitPut, emitStuff, guestTce, liobnKey, MAX_INDIRECT_TCES, qemuGetTce, qemuPutTce, qemuPutTceIndirect, qemuStuffTce, TCE_LIST_ALIGN,
   tcePerm, type GuestTable,
 } from './guest-tce.js';
+import { hwptOfDomain } from './iommufd-ctx.js';
 import { preregAt } from './prereg.js';
 import { put, type State, type Window } from './state.js';
 import { tceFirstValid } from './tce-table.js';
@@ -21,7 +22,8 @@ import { fromHex, toHex, U64_MAX, type Hex } from './u64.js';
  * alone, so its H_TOO_HARD answers show (an unknown LIOBN included).
  *
  * A linked hardware table is the group's current window table: a window of the group's PE that
- * translates through the owner's paging domain, with page size at most the guest's, the same bus
+ * translates through the owner's paging domain (not an iommufd HWPT's: sPAPR has no iommufd path to
+ * KVM, and a HWPT's TCEs are its IOAS's), with page size at most the guest's, the same bus
  * start and at least the guest window's size. A guest TCE whose page is larger than the hardware
  * page maps 2^(guest shift - hw shift) consecutive hardware entries. The hardware TCE takes the user
  * address that backs the guest page (the model's stand-in for the host physical address mm_iommu
@@ -125,7 +127,7 @@ function hwWindows(state: State, kt: KvmTceTable, link: KvmLink): HwTable[] {
   const pe = g && state.pes[g.pe];
   if (!pe || g.owner !== link.context) return [];
   return pe.windows.flatMap((w) =>
-    w && w.table.kind === 'domain' && state.domains[w.table.domain]?.context === g.owner &&
+    w && w.table.kind === 'domain' && state.domains[w.table.domain]?.context === g.owner && !hwptOfDomain(state, w.table.domain) &&
     w.pageShift <= kt.pageShift && w.start === guestStart(kt) && w.size >= guestBytes(kt)
       ? [{ domain: w.table.domain, window: w }]
       : [],
@@ -170,18 +172,26 @@ function validateTce(state: State, kt: KvmTceTable, hw: readonly HwTable[], tce:
 
 /** Writes one guest entry through to every linked hardware table (subpages when the guest page is larger). */
 function applyTce(tx: Tx, kt: KvmTceTable, hw: readonly HwTable[], index: number, tce: bigint, ua: bigint | null): void {
+  if (ua === null) return clearHw(tx, kt, hw, index, 1);
   const ioba = guestStart(kt) + (BigInt(index) << BigInt(kt.pageShift));
   for (const t of hw) {
     const hs = t.window.pageShift;
-    const sub = 1 << (kt.pageShift - hs);
-    const pgsize = toHex(1n << BigInt(hs));
-    if (ua !== null) {
-      tx.emit({ type: 'TcesMapped', data: { domain: t.domain, iova: toHex(ioba), paddr: toHex(ua), pgsize, pgcount: sub, perm: Number(tcePerm(tce)) } });
-    } else {
-      const w = tx.state.domains[t.domain]!.windows.find((x) => ioba >= x.start && ioba <= x.last)!;
-      const first = Number((ioba - w.start) >> BigInt(hs));
-      if (tceFirstValid(w.table, first, sub) >= 0) tx.emit({ type: 'TcesCleared', data: { domain: t.domain, iova: toHex(ioba), pgsize, pgcount: sub } });
-    }
+    tx.emit({
+      type: 'TcesMapped',
+      data: { domain: t.domain, iova: toHex(ioba), paddr: toHex(ua), pgsize: toHex(1n << BigInt(hs)), pgcount: 1 << (kt.pageShift - hs), perm: Number(tcePerm(tce)) },
+    });
+  }
+}
+
+/** Unmaps `count` guest entries from `index` in every linked hardware table: one event per table, if anything was mapped. */
+function clearHw(tx: Tx, kt: KvmTceTable, hw: readonly HwTable[], index: number, count: number): void {
+  const ioba = guestStart(kt) + (BigInt(index) << BigInt(kt.pageShift));
+  for (const t of hw) {
+    const hs = t.window.pageShift;
+    const pages = count * (1 << (kt.pageShift - hs));
+    const w = tx.state.domains[t.domain]!.windows.find((x) => ioba >= x.start && ioba <= x.last)!;
+    const first = Number((ioba - w.start) >> BigInt(hs));
+    if (tceFirstValid(w.table, first, pages) >= 0) tx.emit({ type: 'TcesCleared', data: { domain: t.domain, iova: toHex(ioba), pgsize: toHex(1n << BigInt(hs)), pgcount: pages } });
   }
 }
 
@@ -227,7 +237,7 @@ export function hStuffTce(tx: Tx, liobn: number, ioba: bigint, tce: bigint, npag
   const idx = kvmIndex(kt, ioba, npages);
   if (tcePerm(tce) !== 0n) fail('H_PARAMETER', `H_STUFF_TCE value ${toHex(tce)} has permission bits`);
   const hw = linkedTables(tx.state, kt);
-  for (let i = 0; i < npages; i++) applyTce(tx, kt, hw, idx + i, tce, null);
+  if (npages > 0) clearHw(tx, kt, hw, idx, npages);
   if (npages > 0) emitStuff(tx, asGuestTable(kt), idx, npages, tce);
   return { ret: 'H_SUCCESS', processed: npages };
 }

@@ -69,7 +69,9 @@ function v2Only(c: SpaprContainer): void {
 }
 
 export function spaprOpen(tx: Tx, name: string, iommuType: number, memlockPages: number | undefined): Output {
-  if (tx.state.spapr[name] || tx.state.iommufd[name]) fail('EEXIST', `context ${name} exists`);
+  // iommufd's VFIO compat emulates type1 only: VFIO_SET_IOMMU with an sPAPR type on /dev/iommu is EINVAL.
+  if (tx.state.iommufd[name]) fail('EINVAL', `context ${name} is an iommufd context, whose VFIO compat knows no sPAPR TCE type`);
+  if (tx.state.spapr[name]) fail('EEXIST', `container ${name} exists`);
   if (iommuType !== VFIO_SPAPR_TCE_IOMMU && iommuType !== VFIO_SPAPR_TCE_V2_IOMMU) fail('EINVAL', `IOMMU type ${iommuType} is not an sPAPR TCE type (2 or 7)`);
   tx.emit({ type: 'SpaprContainerOpened', data: { container: name, v2: iommuType === VFIO_SPAPR_TCE_V2_IOMMU, memlockPages: memlockPages ?? null } });
   return { v2: iommuType === VFIO_SPAPR_TCE_V2_IOMMU };
