@@ -42,4 +42,4 @@ export { VFIO_EEH_PE_OPS, type EehErrSpec } from './vfio-eeh.js';
 export { guestTces, liobnKey, MAX_INDIRECT_TCES } from './guest-tce.js';
 export type { HcallLayer, KvmLink, KvmTceTable, Memslot } from './kvm-tce.js';
 export type { Prereg } from './prereg.js';
-export { lockedPages, VFIO_SPAPR_TCE_IOMMU, VFIO_SPAPR_TCE_V2_IOMMU, type SpaprContainer } from './vfio-spapr.js';
+export { lockedPages, VFIO_SPAPR_TCE_IOMMU, VFIO_SPAPR_TCE_V2_IOMMU, type SpaprContainer, type SpaprGroupEntry } from './vfio-spapr.js';

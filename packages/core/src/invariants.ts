@@ -163,14 +163,15 @@ class Checker {
     }
   }
 
-  /** A VFIO container owns the group it holds, and its domain exists, is its own and serves that group. */
+  /** A VFIO container owns the groups it holds, and each group's domain exists, is its own and serves that group. */
   spapr(): void {
     for (const c of Object.values(this.s.spapr)) {
-      const g = c.group === null ? undefined : this.s.groups[c.group];
-      if (c.group !== null && g?.owner !== c.name) this.bad('spapr-group', `container ${c.name} holds group ${c.group}, which it does not own`);
-      if (c.domain === null) continue;
-      const d = this.s.domains[c.domain];
-      if (!d || d.context !== c.name || d.group !== c.group) this.bad('spapr-domain', `container ${c.name} names domain ${c.domain}, which is not its own for group ${c.group}`);
+      for (const e of c.groups) {
+        if (this.s.groups[e.group]?.owner !== c.name) this.bad('spapr-group', `container ${c.name} holds group ${e.group}, which it does not own`);
+        if (e.domain === null) continue;
+        const d = this.s.domains[e.domain];
+        if (!d || d.context !== c.name || d.group !== e.group) this.bad('spapr-domain', `container ${c.name} names domain ${e.domain}, which is not its own for group ${e.group}`);
+      }
     }
   }
 

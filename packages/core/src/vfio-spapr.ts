@@ -5,7 +5,7 @@ import { fail } from './errors.js';
 import { claimDevice, releaseDevice } from './group.js';
 import { preregAt, registerMemory, unregisterMemory } from './prereg.js';
 import { unmapAll } from './pinning.js';
-import { drop, put, type PagingDomain, type State } from './state.js';
+import { drop, put, type DomainWindow, type PagingDomain, type State } from './state.js';
 import { tceRuns, TCE_PERM_MASK, tceFirstValid } from './tce-table.js';
 import type { Tx } from './tx.js';
 import { fromHex, toHex, type Hex } from './u64.js';
@@ -13,37 +13,49 @@ import { fromHex, toHex, type Hex } from './u64.js';
 /**
  * The VFIO sPAPR TCE IOMMU container (drivers/vfio/vfio_iommu_spapr_tce.c; ppc-platform.md 4),
  * emulated over the model's ownership and paging domains: the container is the user context that
- * owns its group, and its DMA windows are the windows of one paging domain attached to the group.
+ * owns its groups, and its DMA windows are the windows of a paging domain attached to each group
+ * (the kernel programs one table into every group; the model keeps one domain per group, all with
+ * the same windows and TCEs: a map or unmap writes every one of them).
  * The container knows which IOMMU type it emulates (v1 = VFIO_SPAPR_TCE_IOMMU 2, v2 = 7) and answers
  * each ioctl as that type does: v1 has ENABLE/DISABLE and a lazily made 32-bit window, v2 has
  * preregistration and TCE_CREATE/REMOVE (v1 calling those gets ENOTTY and the other way round).
  *
- * Model choices (docs/model.md): one group per container (v1 allows only one; QEMU offers guest EEH
- * only with one, so v2 is held to one too and a second group is EBUSY); changing the set of windows
- * re-makes the paging domain and maps the kept windows' TCEs again (the kernel programs one more
- * table into the group); MAP_DMA's physical address is the user address (what pinning would give).
+ * Model choices (docs/model.md): changing the set of windows re-makes each group's paging domain and
+ * maps the kept windows' TCEs again (the kernel programs one more table into the groups); MAP_DMA's
+ * physical address is the user address (what pinning would give).
  * Locked memory is derived, not counted: v1 enabled charges the 32-bit window's pages; v2 charges the
  * preregistered regions it references and its tables' pages; over `memlockPages` is ENOMEM.
  */
+export interface SpaprGroupEntry {
+  readonly group: number;
+  /** The paging domain carrying the container's windows for this group; null while there are none. */
+  readonly domain: number | null;
+}
+
 export interface SpaprContainer {
   readonly name: string;
   readonly v2: boolean;
   readonly memlockPages: number | null;
   readonly enabled: boolean;
-  readonly group: number | null;
+  readonly groups: readonly SpaprGroupEntry[];
   /** The 32-bit default window is owed: made on the first MAP/UNMAP/CREATE. */
   readonly defWindowPending: boolean;
-  readonly domain: number | null;
   /** Preregistered regions this container references (v2). */
   readonly regions: readonly { readonly ua: bigint; readonly size: bigint }[];
 }
 
 export type SpaprEvent =
   | { readonly type: 'SpaprContainerOpened'; readonly data: { readonly container: string; readonly v2: boolean; readonly memlockPages: number | null } }
-  | { readonly type: 'SpaprGroupAttached'; readonly data: { readonly container: string; readonly group: number } }
+  | {
+      readonly type: 'SpaprGroupAttached';
+      readonly data: { readonly container: string; readonly group: number; readonly domain: number | null; readonly defWindowPending: boolean };
+    }
   | { readonly type: 'SpaprGroupDetached'; readonly data: { readonly container: string; readonly group: number } }
   | { readonly type: 'SpaprEnabled'; readonly data: { readonly container: string; readonly enabled: boolean } }
-  | { readonly type: 'SpaprWindowsSet'; readonly data: { readonly container: string; readonly domain: number | null; readonly defWindowPending: boolean } }
+  | {
+      readonly type: 'SpaprWindowsSet';
+      readonly data: { readonly container: string; readonly groups: readonly SpaprGroupEntry[]; readonly defWindowPending: boolean };
+    }
   | { readonly type: 'SpaprRegionReferenced'; readonly data: { readonly container: string; readonly ua: Hex; readonly size: Hex; readonly referenced: boolean } }
   | { readonly type: 'SpaprContainerClosed'; readonly data: { readonly container: string } };
 
@@ -56,8 +68,9 @@ function requireContainer(state: State, name: string): SpaprContainer {
   return state.spapr[name] ?? fail('EBADF', `no VFIO container ${name}`);
 }
 
+/** The container's first group: GET_INFO and ENABLE read its table group. */
 function requireGroup(c: SpaprContainer, code: 'ENXIO' | 'ENODEV'): number {
-  return c.group ?? fail(code, `container ${c.name} holds no group`);
+  return c.groups[0]?.group ?? fail(code, `container ${c.name} holds no group`);
 }
 
 function v1Only(c: SpaprContainer): void {
@@ -66,6 +79,12 @@ function v1Only(c: SpaprContainer): void {
 
 function v2Only(c: SpaprContainer): void {
   if (!c.v2) fail('ENOTTY', `container ${c.name} emulates the v1 sPAPR IOMMU, which has no such ioctl`);
+}
+
+/** The domain whose windows are the container's (every group's domain has the same ones). */
+function windowsDomain(state: State, c: SpaprContainer): PagingDomain | undefined {
+  for (const e of c.groups) if (e.domain !== null && state.domains[e.domain]) return state.domains[e.domain];
+  return undefined;
 }
 
 export function spaprOpen(tx: Tx, name: string, iommuType: number, memlockPages: number | undefined): Output {
@@ -77,16 +96,26 @@ export function spaprOpen(tx: Tx, name: string, iommuType: number, memlockPages:
   return { v2: iommuType === VFIO_SPAPR_TCE_V2_IOMMU };
 }
 
-/** VFIO_GROUP_SET_CONTAINER: the group's devices are claimed (take_ownership empties the PE). */
+/**
+ * VFIO_GROUP_SET_CONTAINER: v1 holds one group (EBUSY); the same group twice is EBUSY; a group of
+ * another platform (another create_table op) is EPERM. The group's devices are claimed
+ * (take_ownership empties the PE), then the container's windows are programmed into it with the TCEs
+ * they hold; the first group leaves the default window owed.
+ */
 export function spaprAttachGroup(tx: Tx, name: string, group: number): Output {
   const c = requireContainer(tx.state, name);
   const g = tx.state.groups[group] ?? fail('ENODEV', `no group ${group}`);
-  if (c.group === group) fail('EBUSY', `group ${group} is already in container ${name}`);
-  if (c.group !== null) fail('EBUSY', `container ${name} already holds group ${c.group}: ${c.v2 ? 'the model holds a v2 container to one group' : 'v1 allows one group'}`);
+  if (c.groups.some((e) => e.group === group)) fail('EBUSY', `group ${group} is already in container ${name}`);
+  if (!c.v2 && c.groups.length > 0) fail('EBUSY', `container ${name} is v1 and holds group ${c.groups[0]!.group}: v1 allows one group`);
+  const platform = (id: number) => tx.state.phbs[tx.state.pes[tx.state.groups[id]!.pe]!.phb]!.platform;
+  if (c.groups.length > 0 && platform(c.groups[0]!.group) !== platform(group)) fail('EPERM', `group ${group} has another table-group implementation than the container's groups`);
   if (c.v2 && tx.state.pes[g.pe]!.tableGroup.maxDynamicWindows === 0) fail('EINVAL', `group ${group} supports no dynamic window`);
   for (const bdf of g.devices) claimDevice(tx, name, bdf);
-  tx.emit({ type: 'SpaprGroupAttached', data: { container: name, group } });
-  return { group, defWindowPending: true };
+  const source = windowsDomain(tx.state, c);
+  const domain = source ? programGroup(tx, name, group, specsOf(source), source.windows) : null;
+  const defWindowPending = c.groups.length === 0 ? true : c.defWindowPending;
+  tx.emit({ type: 'SpaprGroupAttached', data: { container: name, group, domain, defWindowPending } });
+  return { group, defWindowPending };
 }
 
 export function spaprGetInfo(state: State, name: string): Output {
@@ -100,12 +129,11 @@ export function spaprGetInfo(state: State, name: string): Output {
   };
 }
 
-/** Pages a container charges to locked_vm now. */
+/** Pages a container charges to locked_vm now (its tables once: the kernel shares them among groups). */
 export function lockedPages(state: State, c: SpaprContainer): bigint {
-  if (!c.v2) return c.enabled && c.group !== null ? state.pes[state.groups[c.group]!.pe]!.tableGroup.tce32Size >> BigInt(PAGE_SHIFT) : 0n;
+  if (!c.v2) return c.enabled && c.groups.length > 0 ? state.pes[state.groups[c.groups[0]!.group]!.pe]!.tableGroup.tce32Size >> BigInt(PAGE_SHIFT) : 0n;
   const regions = c.regions.reduce((n, r) => n + (r.size >> BigInt(PAGE_SHIFT)), 0n);
-  const d = c.domain === null ? undefined : state.domains[c.domain];
-  const tables = (d?.windows ?? []).reduce((n, w) => n + ((BigInt(w.table.size) * 8n + PAGE - 1n) >> BigInt(PAGE_SHIFT)), 0n);
+  const tables = (windowsDomain(state, c)?.windows ?? []).reduce((n, w) => n + ((BigInt(w.table.size) * 8n + PAGE - 1n) >> BigInt(PAGE_SHIFT)), 0n);
   return regions + tables;
 }
 
@@ -182,64 +210,70 @@ function regionMapped(state: State, ua: bigint, size: bigint): boolean {
   return false;
 }
 
-/** The container's window slots as specs, from its domain. */
-function windowSpecs(state: State, c: SpaprContainer): WindowSpec[] {
-  const d = c.domain === null ? undefined : state.domains[c.domain];
+/** A domain's windows as specs. */
+function specsOf(d: PagingDomain | undefined): WindowSpec[] {
   return (d?.windows ?? []).map((w) => ({ window: w.slot, pageShift: w.table.pageShift, size: w.last - w.start + 1n, levels: w.levels }));
 }
 
-/**
- * Sets the container's windows: the old domain (if any) is detached, unmapped and freed, a new one
- * with `specs` is allocated and attached, and the TCEs of the windows kept are mapped again.
- */
-function setWindows(tx: Tx, c: SpaprContainer, specs: readonly WindowSpec[], defWindowPending: boolean): void {
-  const old: PagingDomain | undefined = c.domain === null ? undefined : tx.state.domains[c.domain];
-  const keep = old ? old.windows.filter((w) => specs.some((s) => s.window === w.slot)) : [];
-  const g = tx.state.groups[c.group!]!;
-  if (old) {
-    for (const bdf of g.attached) detachDevice(tx, c.name, bdf);
-    unmapAll(tx, old.id);
-    tx.emit({ type: 'PagingDomainFreed', data: { domain: old.id, reason: 'user' } });
-  }
-  let domain: number | null = null;
-  if (specs.length > 0) {
-    domain = allocPagingDomain(tx, c.name, g.devices[0]!, [...specs].sort((a, b) => a.window - b.window));
-    for (const bdf of g.devices) attachDevice(tx, c.name, domain, bdf);
-    for (const w of keep) {
-      const shift = BigInt(w.table.pageShift);
-      for (const r of tceRuns(w.table)) {
-        tx.emit({
-          type: 'TcesMapped',
-          data: { domain, iova: toHex(w.start + (BigInt(r.index) << shift)), paddr: toHex(r.first & ~TCE_PERM_MASK), pgsize: toHex(1n << shift), pgcount: r.count, perm: Number(r.first & TCE_PERM_MASK) },
-        });
-      }
+/** Allocates the group's domain with `specs`, attaches every device and maps the TCEs of `copy`'s windows. */
+function programGroup(tx: Tx, name: string, group: number, specs: readonly WindowSpec[], copy: readonly DomainWindow[]): number {
+  const g = tx.state.groups[group]!;
+  const id = allocPagingDomain(tx, name, g.devices[0]!, [...specs].sort((a, b) => a.window - b.window));
+  for (const bdf of g.devices) attachDevice(tx, name, id, bdf);
+  for (const w of copy) {
+    const shift = BigInt(w.table.pageShift);
+    for (const r of tceRuns(w.table)) {
+      tx.emit({
+        type: 'TcesMapped',
+        data: { domain: id, iova: toHex(w.start + (BigInt(r.index) << shift)), paddr: toHex(r.first & ~TCE_PERM_MASK), pgsize: toHex(1n << shift), pgcount: r.count, perm: Number(r.first & TCE_PERM_MASK) },
+      });
     }
   }
-  tx.emit({ type: 'SpaprWindowsSet', data: { container: c.name, domain, defWindowPending } });
+  return id;
+}
+
+/** Detaches, unmaps and frees a group's domain. */
+function unprogramGroup(tx: Tx, name: string, entry: SpaprGroupEntry): void {
+  if (entry.domain === null || !tx.state.domains[entry.domain]) return;
+  for (const bdf of tx.state.groups[entry.group]!.attached) detachDevice(tx, name, bdf);
+  unmapAll(tx, entry.domain);
+  tx.emit({ type: 'PagingDomainFreed', data: { domain: entry.domain, reason: 'user' } });
+}
+
+/**
+ * Sets the container's windows in every group: each old domain goes, a new one with `specs` comes,
+ * and the TCEs of the windows kept are mapped again.
+ */
+function setWindows(tx: Tx, name: string, specs: readonly WindowSpec[], defWindowPending: boolean): void {
+  const c = tx.state.spapr[name]!;
+  const old = windowsDomain(tx.state, c);
+  const keep = (old?.windows ?? []).filter((w) => specs.some((s) => s.window === w.slot));
+  for (const e of c.groups) unprogramGroup(tx, name, e);
+  const groups = c.groups.map((e) => ({ group: e.group, domain: specs.length > 0 ? programGroup(tx, name, e.group, specs, keep) : null }));
+  tx.emit({ type: 'SpaprWindowsSet', data: { container: name, groups, defWindowPending } });
 }
 
 /** The pending default window: slot 0, 4K pages, the 32-bit size, one level. */
 function createPendingDefault(tx: Tx, name: string): void {
   const c = tx.state.spapr[name]!;
   if (!c.defWindowPending) return;
-  const tg = tx.state.pes[tx.state.groups[c.group!]!.pe]!.tableGroup;
-  setWindows(tx, c, [...windowSpecs(tx.state, c), { window: 0, pageShift: 12, size: tg.tce32Size, levels: 1 }], false);
+  const tg = tx.state.pes[tx.state.groups[c.groups[0]!.group]!.pe]!.tableGroup;
+  setWindows(tx, name, [...specsOf(windowsDomain(tx.state, c)), { window: 0, pageShift: 12, size: tg.tce32Size, levels: 1 }], false);
 }
 
 /** SPAPR_TCE_CREATE (v2): the pending default comes first, so a fresh container's first window is slot 1. */
 export function spaprTceCreate(tx: Tx, name: string, pageShift: number, windowSize: bigint, levels: number, flags: number): Output {
-  let c = requireContainer(tx.state, name);
+  const c = requireContainer(tx.state, name);
   v2Only(c);
   requireGroup(c, 'ENXIO');
   if (flags !== 0) fail('EINVAL', `flags ${flags} must be 0`);
   createPendingDefault(tx, name);
-  c = tx.state.spapr[name]!;
-  const specs = windowSpecs(tx.state, c);
+  const specs = specsOf(windowsDomain(tx.state, tx.state.spapr[name]!));
   const slot = [0, 1].find((s) => !specs.some((w) => w.window === s)) ?? fail('ENOSPC', `container ${name} has both windows`);
   const entries = windowSize >> BigInt(pageShift);
-  requireMemlock(tx.state, c, (entries * 8n + PAGE - 1n) >> BigInt(PAGE_SHIFT));
-  setWindows(tx, c, [...specs, { window: slot, pageShift, size: windowSize, levels }], false);
-  const d = tx.state.domains[tx.state.spapr[name]!.domain!]!;
+  requireMemlock(tx.state, tx.state.spapr[name]!, (entries * 8n + PAGE - 1n) >> BigInt(PAGE_SHIFT));
+  setWindows(tx, name, [...specs, { window: slot, pageShift, size: windowSize, levels }], false);
+  const d = windowsDomain(tx.state, tx.state.spapr[name]!)!;
   return { startAddr: toHex(d.windows.find((w) => w.slot === slot)!.start) };
 }
 
@@ -249,40 +283,39 @@ export function spaprTceRemove(tx: Tx, name: string, startAddr: bigint): Output 
   v2Only(c);
   requireGroup(c, 'ENXIO');
   if (c.defWindowPending && startAddr === 0n) {
-    tx.emit({ type: 'SpaprWindowsSet', data: { container: name, domain: c.domain, defWindowPending: false } });
+    tx.emit({ type: 'SpaprWindowsSet', data: { container: name, groups: c.groups, defWindowPending: false } });
     return { cancelledDefault: true };
   }
-  const d = c.domain === null ? undefined : tx.state.domains[c.domain];
+  const d = windowsDomain(tx.state, c);
   const w = d?.windows.find((x) => x.start === startAddr) ?? fail('EINVAL', `no window starts at ${toHex(startAddr)}`);
-  setWindows(tx, c, windowSpecs(tx.state, c).filter((s) => s.window !== w.slot), c.defWindowPending);
+  setWindows(tx, name, specsOf(d).filter((s) => s.window !== w.slot), c.defWindowPending);
   return {};
 }
 
-/** MAP_DMA / UNMAP_DMA's shared checks; returns the domain and its window's page size. */
+/** MAP_DMA / UNMAP_DMA's shared checks; returns the container, its window and page size. */
 function dmaTarget(tx: Tx, name: string, iova: bigint, size: bigint) {
   const c = requireContainer(tx.state, name);
   if (!c.enabled) fail('EPERM', `container ${name} is not enabled`);
   requireGroup(c, 'ENXIO');
   createPendingDefault(tx, name);
-  const domainId = tx.state.spapr[name]!.domain;
-  const d = domainId === null ? undefined : tx.state.domains[domainId];
-  const w = d?.windows.find((x) => iova >= x.start && iova <= x.last) ?? fail('ENXIO', `iova ${toHex(iova)} is in no window`);
+  const now = tx.state.spapr[name]!;
+  const w = windowsDomain(tx.state, now)?.windows.find((x) => iova >= x.start && iova <= x.last) ?? fail('ENXIO', `iova ${toHex(iova)} is in no window`);
   const page = 1n << BigInt(w.table.pageShift);
   if (size === 0n || size & (page - 1n)) fail('EINVAL', `size ${toHex(size)} is not a multiple of the window's ${toHex(page)} pages`);
   if (iova & (page - 1n)) fail('EINVAL', `iova ${toHex(iova)} is not aligned to ${toHex(page)}`);
   // Deliberate difference (quirk 3): the kernel checks only the first page against the window.
   if (iova + size - 1n > w.last) fail('EINVAL', `[${toHex(iova)}, ${toHex(iova + size - 1n)}] runs past the window end ${toHex(w.last)}`);
-  return { c: tx.state.spapr[name]!, d: d!, page, w };
+  return { c: now, page, w };
 }
 
 /**
  * MAP_DMA: READ and/or WRITE (ENXIO for an iova outside the windows comes before the flag check, as in
  * the kernel). v2 needs every page inside a preregistered region with pages at least the IOMMU page
- * (EINVAL). An existing mapping is overwritten silently (reproduced).
+ * (EINVAL). An existing mapping is overwritten silently (reproduced). Every group's table gets it.
  */
 export function spaprMapDma(tx: Tx, name: string, vaddr: bigint, iova: bigint, size: bigint, flags: readonly string[]): Output {
   const unknown = flags.filter((f) => f !== 'READ' && f !== 'WRITE');
-  const { c, d, page } = dmaTarget(tx, name, iova, size);
+  const { c, page } = dmaTarget(tx, name, iova, size);
   if (unknown.length > 0) fail('EINVAL', `unknown map flags ${unknown.join(',')}`);
   if (flags.length === 0) fail('EINVAL', 'neither READ nor WRITE');
   if (vaddr & (page - 1n)) fail('EINVAL', `vaddr ${toHex(vaddr)} is not aligned to ${toHex(page)}`);
@@ -292,32 +325,34 @@ export function spaprMapDma(tx: Tx, name: string, vaddr: bigint, iova: bigint, s
     if (1n << BigInt(r.pageShift) < page) fail('EINVAL', `the region's 2^${r.pageShift} pages are smaller than the IOMMU page ${toHex(page)}`);
   }
   const perm = (flags.includes('READ') ? 1 : 0) | (flags.includes('WRITE') ? 2 : 0);
-  tx.emit({ type: 'TcesMapped', data: { domain: d.id, iova: toHex(iova), paddr: toHex(vaddr), pgsize: toHex(page), pgcount: Number(size / page), perm } });
+  for (const e of c.groups) {
+    if (e.domain === null) continue;
+    tx.emit({ type: 'TcesMapped', data: { domain: e.domain, iova: toHex(iova), paddr: toHex(vaddr), pgsize: toHex(page), pgcount: Number(size / page), perm } });
+  }
   return {};
 }
 
 /** UNMAP_DMA: clearing entries already clear succeeds; no size is written back. */
 export function spaprUnmapDma(tx: Tx, name: string, iova: bigint, size: bigint, flags: number): Output {
   if (flags !== 0) fail('EINVAL', `flags ${flags} must be 0`);
-  const { d, page, w } = dmaTarget(tx, name, iova, size);
+  const { c, page, w } = dmaTarget(tx, name, iova, size);
   const first = Number((iova - w.start) / page);
   const count = Number(size / page);
-  if (tceFirstValid(w.table, first, count) >= 0) tx.emit({ type: 'TcesCleared', data: { domain: d.id, iova: toHex(iova), pgsize: toHex(page), pgcount: count } });
+  if (tceFirstValid(w.table, first, count) < 0) return {};
+  for (const e of c.groups) if (e.domain !== null) tx.emit({ type: 'TcesCleared', data: { domain: e.domain, iova: toHex(iova), pgsize: toHex(page), pgcount: count } });
   return {};
 }
 
-/** Release: the windows go (TCEs cleared), the group is released, the regions are dropped. */
+/** Release: every group's windows go (TCEs cleared) and its claims, then the regions. */
 export function spaprClose(tx: Tx, name: string): Output {
-  let c = requireContainer(tx.state, name);
-  if (c.group !== null) {
-    const group = c.group;
-    if (c.domain !== null) setWindows(tx, c, [], false);
+  const c = requireContainer(tx.state, name);
+  for (const e of c.groups) {
+    unprogramGroup(tx, name, e);
     // The container lets go of the group before the group's ownership goes: it never names a group it does not own.
-    tx.emit({ type: 'SpaprGroupDetached', data: { container: name, group } });
-    for (const bdf of tx.state.groups[group]!.claimed) releaseDevice(tx, name, bdf);
+    tx.emit({ type: 'SpaprGroupDetached', data: { container: name, group: e.group } });
+    for (const bdf of tx.state.groups[e.group]!.claimed) releaseDevice(tx, name, bdf);
   }
-  c = tx.state.spapr[name]!;
-  for (const r of c.regions) {
+  for (const r of tx.state.spapr[name]!.regions) {
     tx.emit({ type: 'SpaprRegionReferenced', data: { container: name, ua: toHex(r.ua), size: toHex(r.size), referenced: false } });
     unregisterMemory(tx, r.ua, r.size);
   }
@@ -331,15 +366,15 @@ export function evolveSpapr(state: State, event: SpaprEvent): State {
   const set = (next: SpaprContainer): State => ({ ...state, spapr: put(state.spapr, d.container, next) });
   switch (event.type) {
     case 'SpaprContainerOpened':
-      return set({ name: d.container, v2: event.data.v2, memlockPages: event.data.memlockPages, enabled: false, group: null, defWindowPending: false, domain: null, regions: [] });
+      return set({ name: d.container, v2: event.data.v2, memlockPages: event.data.memlockPages, enabled: false, groups: [], defWindowPending: false, regions: [] });
     case 'SpaprGroupAttached':
-      return set({ ...c, group: event.data.group, defWindowPending: true });
+      return set({ ...c, groups: [...c.groups, { group: event.data.group, domain: event.data.domain }], defWindowPending: event.data.defWindowPending });
     case 'SpaprGroupDetached':
-      return set({ ...c, group: null, defWindowPending: false });
+      return set(withoutGroup(c, event.data.group));
     case 'SpaprEnabled':
       return set({ ...c, enabled: event.data.enabled });
     case 'SpaprWindowsSet':
-      return set({ ...c, domain: event.data.domain, defWindowPending: event.data.defWindowPending });
+      return set({ ...c, groups: event.data.groups, defWindowPending: event.data.defWindowPending });
     case 'SpaprRegionReferenced': {
       const ua = fromHex(event.data.ua);
       const size = fromHex(event.data.size);
@@ -351,12 +386,19 @@ export function evolveSpapr(state: State, event: SpaprEvent): State {
   }
 }
 
-/** A container forgets a domain freed or a group removed under it (a surprise removal of its device). */
+function withoutGroup(c: SpaprContainer, group: number): SpaprContainer {
+  const groups = c.groups.filter((e) => e.group !== group);
+  return { ...c, groups, defWindowPending: groups.length > 0 && c.defWindowPending, enabled: c.enabled && (c.v2 || groups.length > 0) };
+}
+
+/** A container forgets a domain freed or a group taken from it (a surprise removal of its device). */
 export function forgetInSpapr(state: State, gone: { readonly domain?: number; readonly group?: number }): State {
   let spapr = state.spapr;
   for (const c of Object.values(state.spapr)) {
-    if (gone.group !== undefined && c.group === gone.group) spapr = put(spapr, c.name, { ...c, group: null, domain: null, defWindowPending: false, enabled: c.v2 && c.enabled });
-    else if (gone.domain !== undefined && c.domain === gone.domain) spapr = put(spapr, c.name, { ...c, domain: null });
+    if (gone.group !== undefined && c.groups.some((e) => e.group === gone.group)) spapr = put(spapr, c.name, withoutGroup(c, gone.group));
+    else if (gone.domain !== undefined && c.groups.some((e) => e.domain === gone.domain)) {
+      spapr = put(spapr, c.name, { ...c, groups: c.groups.map((e) => (e.domain === gone.domain ? { ...e, domain: null } : e)) });
+    }
   }
   return spapr === state.spapr ? state : { ...state, spapr };
 }

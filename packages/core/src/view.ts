@@ -162,7 +162,7 @@ function hypervisorView(state: State): Record<string, Json> {
   }
   if (Object.keys(state.spapr).length > 0) {
     out.spapr = Object.values(state.spapr).map((c) => ({
-      name: c.name, v2: c.v2, memlockPages: c.memlockPages, enabled: c.enabled, group: c.group, defWindowPending: c.defWindowPending, domain: c.domain,
+      name: c.name, v2: c.v2, memlockPages: c.memlockPages, enabled: c.enabled, groups: c.groups.map((e) => ({ group: e.group, domain: e.domain })), defWindowPending: c.defWindowPending,
       regions: c.regions.map((r) => ({ ua: toHex(r.ua), size: toHex(r.size) })),
     }));
   }
