@@ -16,8 +16,9 @@ import type { Tx } from './tx.js';
  * translates exactly as before its freeze. Only the full-hotplug recovery (no EEH-aware driver)
  * removes and re-adds the devices, which gives new PEs and new group ids.
  *
- * Invariants: a record's PE exists and is not empty; RESET implies ISOLATED-or-frozen state is
- * meaningful; the freeze count is positive once counted and the time stamp set with it.
+ * Invariants (invariants.ts): a record's PE exists (the record goes with it); a counted freeze has
+ * its time stamp. By construction: a reset is asserted only with the PE frozen and isolated, and the
+ * deassert clears all three; ISOLATED is cleared only once both MMIO and DMA are thawed.
  */
 
 /** EEH_PE_* state bits (asm/eeh.h). */
