@@ -23,8 +23,16 @@ describe('stress runner', () => {
     expect(b.logDigest).toBe(a.logDigest);
     expect(b.events).toBe(a.events);
     // The run did real work: every kind of saga finished, and refusals came with kernel codes.
-    expect(Object.keys(a.sagas).sort()).toEqual(['answer-removal-requests', 'assign-group', 'orderly-slot-removal', 'release-group', 'sriov-disable']);
+    expect(Object.keys(a.sagas).sort()).toEqual([
+      'answer-removal-requests', 'assign-group', 'eeh-recovery', 'kvm-traffic', 'orderly-slot-removal', 'release-group', 'sriov-disable', 'vfio-eeh',
+    ]);
     expect(a.sagas['assign-group']!['done']).toBeGreaterThan(1000);
+    // EEH: host recoveries succeed and some PEs fail permanently (six freezes in an hour, or a disconnect).
+    expect(a.sagas['eeh-recovery']!['done']).toBeGreaterThan(100);
+    expect(a.sagas['eeh-recovery']!['failed']).toBeGreaterThan(0);
+    expect(a.sagas['vfio-eeh']!['done']).toBeGreaterThan(0);
+    expect(a.sagas['kvm-traffic']!['done']).toBeGreaterThan(100);
+    expect(a.rejected['H_TOO_HARD']).toBeGreaterThan(0);
     expect(a.rejected['EPERM']).toBeGreaterThan(0);
   }, 120_000);
 });

@@ -1,5 +1,8 @@
 import type { PhbOption, WindowSpec } from './ddw.js';
 import type { Prot } from './domain.js';
+import type { ErsResult, ResetKind } from './eeh.js';
+import type { HcallLayer } from './kvm-tce.js';
+import type { EehErrSpec } from './vfio-eeh.js';
 import type { Range } from './iommufd-ctx.js';
 import type { PhbGeneration, Platform } from './pci.js';
 import type { Json } from './view.js';
@@ -9,7 +12,7 @@ import type { Json } from './view.js';
  * into these (zod); core re-checks every domain rule itself.
  */
 export type Command =
-  | { readonly type: 'addPhb'; readonly phb: number; readonly platform: Platform; readonly generation: PhbGeneration; readonly numPes?: number }
+  | { readonly type: 'addPhb'; readonly phb: number; readonly platform: Platform; readonly generation: PhbGeneration; readonly numPes?: number; readonly pageShifts?: readonly number[] }
   | ({ readonly type: 'addDevice' } & DeviceFields)
   | { readonly type: 'removeDevice'; readonly bdf: string; readonly surprise?: boolean }
   | { readonly type: 'requestRemoval'; readonly bdf: string }
@@ -91,7 +94,48 @@ export type Command =
   | { readonly type: 'rtasQueryPeDmaWindow'; readonly phb: number }
   | { readonly type: 'rtasCreatePeDmaWindow'; readonly phb: number; readonly pageShift: number; readonly windowShift: number }
   | { readonly type: 'rtasRemovePeDmaWindow'; readonly liobn: number }
-  | { readonly type: 'rtasResetPeDmaWindows'; readonly phb: number };
+  | { readonly type: 'rtasResetPeDmaWindows'; readonly phb: number }
+  // EEH: freezes, the host recovery's steps (driven by the eeh-recovery saga) and the owner's VFIO_EEH_PE_OP.
+  /** `at`: event time in ms since the epoch; the orchestrator fills it from its clock when absent. */
+  | { readonly type: 'eehFreeze'; readonly bdf: string; readonly cause?: 'inject' | 'access'; readonly at?: number }
+  | { readonly type: 'eehReport'; readonly pe: string; readonly phase: 'error_detected' | 'mmio_enabled' | 'slot_reset'; readonly result: ErsResult }
+  | { readonly type: 'eehThaw'; readonly pe: string; readonly what: 'mmio' | 'dma' }
+  | { readonly type: 'eehReset'; readonly pe: string; readonly kind?: ResetKind }
+  | { readonly type: 'eehResume'; readonly pe: string }
+  | { readonly type: 'eehFail'; readonly pe: string; readonly reason: string }
+  | { readonly type: 'eehHotplugReset'; readonly pe: string }
+  | { readonly type: 'vfioEehPeOp'; readonly context: string; readonly op: number; readonly flags?: number; readonly err?: EehErrSpec }
+  // The guest's TCE hypercalls (KVM for its tables, else QEMU) and KVM's set-up ioctls; preregistration.
+  | { readonly type: 'hPutTce'; readonly liobn: number; readonly ioba: bigint; readonly tce: bigint; readonly layer?: HcallLayer }
+  | {
+      readonly type: 'hPutTceIndirect';
+      readonly liobn: number;
+      readonly ioba: bigint;
+      /** Guest physical address of the list page, and the TCEs it holds. */
+      readonly tceList: bigint;
+      readonly tces: readonly bigint[];
+      readonly layer?: HcallLayer;
+    }
+  | { readonly type: 'hStuffTce'; readonly liobn: number; readonly ioba: bigint; readonly tce: bigint; readonly npages: number; readonly layer?: HcallLayer }
+  | { readonly type: 'hGetTce'; readonly liobn: number; readonly ioba: bigint; readonly layer?: HcallLayer }
+  | { readonly type: 'kvmCreateSpaprTce'; readonly liobn: number; readonly pageShift: number; readonly offset: bigint; readonly size: bigint }
+  | { readonly type: 'kvmSetMemslot'; readonly slot: number; readonly gpa: bigint; readonly size: bigint; readonly ua: bigint }
+  | { readonly type: 'kvmLinkGroup'; readonly liobn: number; readonly context: string; readonly group: number }
+  | { readonly type: 'registerMemory'; readonly ua: bigint; readonly size: bigint; readonly pageShift?: number }
+  | { readonly type: 'unregisterMemory'; readonly ua: bigint; readonly size: bigint }
+  // VFIO sPAPR TCE container ioctls (vfio-spapr.ts); `container` names the container and the context it is.
+  | { readonly type: 'spaprOpen'; readonly container: string; readonly iommuType: number; readonly memlockPages?: number }
+  | { readonly type: 'spaprAttachGroup'; readonly container: string; readonly group: number }
+  | { readonly type: 'spaprGetInfo'; readonly container: string }
+  | { readonly type: 'spaprEnable'; readonly container: string }
+  | { readonly type: 'spaprDisable'; readonly container: string }
+  | { readonly type: 'spaprRegisterMemory'; readonly container: string; readonly vaddr: bigint; readonly size: bigint; readonly pageShift?: number; readonly flags?: number }
+  | { readonly type: 'spaprUnregisterMemory'; readonly container: string; readonly vaddr: bigint; readonly size: bigint }
+  | { readonly type: 'spaprTceCreate'; readonly container: string; readonly pageShift: number; readonly windowSize: bigint; readonly levels: number; readonly flags?: number }
+  | { readonly type: 'spaprTceRemove'; readonly container: string; readonly startAddr: bigint }
+  | { readonly type: 'spaprMapDma'; readonly container: string; readonly vaddr: bigint; readonly iova: bigint; readonly size: bigint; readonly flags: readonly string[] }
+  | { readonly type: 'spaprUnmapDma'; readonly container: string; readonly iova: bigint; readonly size: bigint; readonly flags?: number }
+  | { readonly type: 'spaprClose'; readonly container: string };
 
 export type CommandType = Command['type'];
 

@@ -1,7 +1,15 @@
 import type { Command, Output } from './commands.js';
 import { setPhbOption } from './ddw.js';
 import { allocPagingDomain, attachDevice, detachDevice, freeDomain, iovaToPhys, mapPages, unmapPages } from './domain.js';
+import { eehFail, eehFreeze, eehHotplugReset, eehReport, eehReset, eehResume, eehThaw } from './eeh.js';
 import { fail, IommuError } from './errors.js';
+import { vfioEehPeOp } from './vfio-eeh.js';
+import { hGetTce, hPutTce, hPutTceIndirect, hStuffTce, kvmCreateSpaprTce, kvmLinkGroup, kvmSetMemslot } from './kvm-tce.js';
+import { registerMemory, unregisterMemory } from './prereg.js';
+import {
+  spaprAttachGroup, spaprClose, spaprDisable, spaprEnable, spaprGetInfo, spaprMapDma, spaprOpen, spaprRegisterMemory, spaprTceCreate,
+  spaprTceRemove, spaprUnmapDma, spaprUnregisterMemory,
+} from './vfio-spapr.js';
 import type { IommuEvent } from './events.js';
 import { claimDevice, releaseDevice } from './group.js';
 import { apertures, hwptAlloc } from './hwpt.js';
@@ -122,6 +130,64 @@ function run(tx: Tx, c: Command): Output {
     case 'setPhbOption':
       setPhbOption(tx, c.phb, c.option, c.enabled);
       return {};
+    case 'eehFreeze':
+      return eehFreeze(tx, bdf(c.bdf), c.cause ?? 'inject', c.at);
+    case 'eehReport':
+      return eehReport(tx, c.pe, c.phase, c.result);
+    case 'eehThaw':
+      return eehThaw(tx, c.pe, c.what);
+    case 'eehReset':
+      return eehReset(tx, c.pe, c.kind ?? 'hot');
+    case 'eehResume':
+      return eehResume(tx, c.pe);
+    case 'eehFail':
+      return eehFail(tx, c.pe, c.reason);
+    case 'eehHotplugReset':
+      return eehHotplugReset(tx, c.pe);
+    case 'vfioEehPeOp':
+      return vfioEehPeOp(tx, { ...c, context: context(c.context) });
+    case 'hPutTce':
+      return hPutTce(tx, c.liobn, c.ioba, c.tce, c.layer);
+    case 'hPutTceIndirect':
+      return hPutTceIndirect(tx, c.liobn, c.ioba, c.tceList, c.tces, c.layer);
+    case 'hStuffTce':
+      return hStuffTce(tx, c.liobn, c.ioba, c.tce, c.npages, c.layer);
+    case 'hGetTce':
+      return hGetTce(tx.state, c.liobn, c.ioba, c.layer);
+    case 'kvmCreateSpaprTce':
+      return kvmCreateSpaprTce(tx, c.liobn, c.pageShift, c.offset, c.size);
+    case 'kvmSetMemslot':
+      return kvmSetMemslot(tx, c.slot, c.gpa, c.size, c.ua);
+    case 'kvmLinkGroup':
+      return kvmLinkGroup(tx, c.liobn, context(c.context), c.group);
+    case 'registerMemory':
+      return registerMemory(tx, c.ua, c.size, c.pageShift ?? 12);
+    case 'unregisterMemory':
+      return unregisterMemory(tx, c.ua, c.size);
+    case 'spaprOpen':
+      return spaprOpen(tx, context(c.container), c.iommuType, c.memlockPages);
+    case 'spaprAttachGroup':
+      return spaprAttachGroup(tx, c.container, c.group);
+    case 'spaprGetInfo':
+      return spaprGetInfo(tx.state, c.container);
+    case 'spaprEnable':
+      return spaprEnable(tx, c.container);
+    case 'spaprDisable':
+      return spaprDisable(tx, c.container);
+    case 'spaprRegisterMemory':
+      return spaprRegisterMemory(tx, c.container, c.vaddr, c.size, c.pageShift ?? 12, c.flags ?? 0);
+    case 'spaprUnregisterMemory':
+      return spaprUnregisterMemory(tx, c.container, c.vaddr, c.size);
+    case 'spaprTceCreate':
+      return spaprTceCreate(tx, c.container, c.pageShift, c.windowSize, c.levels, c.flags ?? 0);
+    case 'spaprTceRemove':
+      return spaprTceRemove(tx, c.container, c.startAddr);
+    case 'spaprMapDma':
+      return spaprMapDma(tx, c.container, c.vaddr, c.iova, c.size, c.flags);
+    case 'spaprUnmapDma':
+      return spaprUnmapDma(tx, c.container, c.iova, c.size, c.flags ?? 0);
+    case 'spaprClose':
+      return spaprClose(tx, c.container);
     default:
       return runIommufd(tx, c);
   }

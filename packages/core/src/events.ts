@@ -1,4 +1,9 @@
 import type { DdwEvent } from './ddw.js';
+import type { EehEvent } from './eeh.js';
+import type { GuestTceEvent } from './guest-tce.js';
+import type { KvmTceEvent } from './kvm-tce.js';
+import type { PreregEvent } from './prereg.js';
+import type { SpaprEvent } from './vfio-spapr.js';
 import type { PagingDomainEvent } from './domain.js';
 import type { GroupEvent } from './group.js';
 import type { HwptEvent } from './hwpt.js';
@@ -16,7 +21,8 @@ import type { WindowEvent } from './window.js';
  */
 export type IommuEvent =
   | TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent | SlotEvent
-  | DdwEvent | IoasEvent | HwptEvent | IdeviceEvent | IommufdCtxEvent;
+  | DdwEvent | IoasEvent | HwptEvent | IdeviceEvent | IommufdCtxEvent | EehEvent
+  | GuestTceEvent | KvmTceEvent | PreregEvent | SpaprEvent;
 export type IommuEventType = IommuEvent['type'];
 
 /**
@@ -46,6 +52,12 @@ const TYPES: Record<IommuEventType, true> = {
   HwptAllocated: true, HwptDestroyed: true,
   IommufdDeviceBound: true, IommufdDeviceUnbound: true, IommufdDeviceAttached: true, IommufdDeviceDetached: true,
   IommufdGroupReplaced: true, IommufdClosed: true,
+  EehFrozen: true, EehReported: true, EehThawed: true, EehResetAsserted: true, EehResetDeasserted: true, EehRecovered: true,
+  EehPermanentFailure: true, EehCountRestored: true,
+  GuestTcesPut: true, GuestTcesStuffed: true, KvmTceTableCreated: true, KvmMemslotSet: true, KvmGroupLinked: true,
+  MemoryPreregistered: true, MemoryUnregistered: true,
+  SpaprContainerOpened: true, SpaprGroupAttached: true, SpaprGroupDetached: true, SpaprEnabled: true, SpaprWindowsSet: true, SpaprRegionReferenced: true,
+  SpaprContainerClosed: true,
 };
 export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];
 

@@ -1,16 +1,22 @@
 import { evolveDdw } from './ddw.js';
 import { evolveDomain } from './domain.js';
+import { dropEeh, evolveEeh } from './eeh.js';
 import type { IommuEvent } from './events.js';
 import { evolveGroup } from './group.js';
+import { dropQemuTces, evolveGuestTce } from './guest-tce.js';
 import { evolveHwpt } from './hwpt.js';
 import { evolveIdevice } from './idevice.js';
 import { evolveIoas } from './ioas.js';
 import { evolveIommufdCtx } from './iommufd-destroy.js';
+import { evolveKvmTce } from './kvm-tce.js';
 import { evolvePe } from './pe.js';
 import { evolvePinned } from './pinning.js';
+import { evolvePrereg } from './prereg.js';
+import { liobn } from './rtas.js';
 import { evolveSlot } from './slot.js';
 import type { State } from './state.js';
 import { evolveTopology } from './topology.js';
+import { evolveSpapr, forgetInSpapr } from './vfio-spapr.js';
 import { evolveWindow } from './window.js';
 
 /** The pure fold: never reads a clock, never fails on an event `decide` produced. */
@@ -29,19 +35,30 @@ function route(state: State, event: IommuEvent): State {
     case 'RemovalRequested':
       return evolveTopology(state, event);
     case 'PeCreated':
-    case 'PeReleased':
       return evolvePe(state, event);
+    case 'PeReleased':
+      return dropEeh(evolvePe(state, event), event.data.pe);
     case 'WindowSet':
-    case 'WindowUnset':
     case 'BypassSet':
       return evolveWindow(state, event);
-    case 'GroupCreated':
+    case 'WindowUnset': {
+      const phb = state.pes[event.data.pe]!.phb;
+      const next = evolveWindow(state, event);
+      return state.phbs[phb]?.platform === 'pseries' ? dropQemuTces(next, liobn(phb, event.data.slot)) : next;
+    }
     case 'GroupRemoved':
+      return forgetInSpapr(evolveGroup(state, event), { group: event.data.group });
+    case 'DmaOwnerReleased': {
+      // A forced release (surprise removal) takes the group from its container too.
+      const next = evolveGroup(state, event);
+      return next.groups[event.data.group]!.owner === null ? forgetInSpapr(next, { group: event.data.group }) : next;
+    }
+    case 'GroupCreated':
     case 'DmaOwnerClaimed':
-    case 'DmaOwnerReleased':
       return evolveGroup(state, event);
-    case 'PagingDomainAllocated':
     case 'PagingDomainFreed':
+      return forgetInSpapr(evolveDomain(state, event), { domain: event.data.domain });
+    case 'PagingDomainAllocated':
     case 'DeviceAttached':
     case 'DeviceDetached':
       return evolveDomain(state, event);
@@ -71,6 +88,33 @@ function route(state: State, event: IommuEvent): State {
       return evolveIdevice(state, event);
     case 'IommufdClosed':
       return evolveIommufdCtx(state, event);
+    case 'EehFrozen':
+    case 'EehReported':
+    case 'EehThawed':
+    case 'EehResetAsserted':
+    case 'EehResetDeasserted':
+    case 'EehRecovered':
+    case 'EehPermanentFailure':
+    case 'EehCountRestored':
+      return evolveEeh(state, event);
+    case 'GuestTcesPut':
+    case 'GuestTcesStuffed':
+      return evolveGuestTce(state, event);
+    case 'KvmTceTableCreated':
+    case 'KvmMemslotSet':
+    case 'KvmGroupLinked':
+      return evolveKvmTce(state, event);
+    case 'MemoryPreregistered':
+    case 'MemoryUnregistered':
+      return evolvePrereg(state, event);
+    case 'SpaprContainerOpened':
+    case 'SpaprGroupAttached':
+    case 'SpaprGroupDetached':
+    case 'SpaprEnabled':
+    case 'SpaprWindowsSet':
+    case 'SpaprRegionReferenced':
+    case 'SpaprContainerClosed':
+      return evolveSpapr(state, event);
   }
 }
 

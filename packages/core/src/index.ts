@@ -35,3 +35,13 @@ export type { Area, Hwpt, IDevice, Ioas, IommufdContext, IommufdObject, Range, R
 export { fromHex, parseU64, toHex, U64_MAX, type Hex } from './u64.js';
 export { canonicalJson, canonicalState, domainMappings, domainRefView, stateView, tableRefView, type Json, type MappingView } from './view.js';
 export { BYPASS_BASE } from './window.js';
+export {
+  EEH_FREEZE_WINDOW_MS, EEH_MAX_FREEZES, EEH_PE_CFG_BLOCKED, EEH_PE_ISOLATED, EEH_PE_RECOVERING, EEH_PE_REMOVED, EEH_PE_RESET, eehOf,
+  eehPeType, ERS_RESULTS, mergeErsResult, passedThrough, userState,
+  type EehPe, type EehPeType, type ErsResult, type ResetKind, type ResetScope,
+} from './eeh.js';
+export { VFIO_EEH_PE_OPS, type EehErrSpec } from './vfio-eeh.js';
+export { guestTces, liobnKey, MAX_INDIRECT_TCES } from './guest-tce.js';
+export type { HcallLayer, KvmLink, KvmTceTable, Memslot } from './kvm-tce.js';
+export type { Prereg } from './prereg.js';
+export { lockedPages, VFIO_SPAPR_TCE_IOMMU, VFIO_SPAPR_TCE_V2_IOMMU, type SpaprContainer, type SpaprGroupEntry } from './vfio-spapr.js';

@@ -1,4 +1,5 @@
 import { slotStart } from './ddw.js';
+import { qemuTable } from './guest-tce.js';
 import { domainMappedBytes } from './pinning.js';
 import { iommufdInvariants } from './iommufd-invariants.js';
 import type { Bdf } from './pci.js';
@@ -22,7 +23,9 @@ import { tceRuns, tceValidFrom } from './tce-table.js';
  * window translates through; PE numbers are unique per PHB; windows that name a domain match its
  * aperture; every valid TCE lies inside the window of its table group; each context has pinned exactly
  * what its mappings pin; a slot that is not populated has no device; nothing refers to a removed
- * device, PE, group, domain or slot. The iommufd layer's rules are in iommufd-invariants.ts.
+ * device, PE, group, domain or slot; an EEH record's PE exists; every guest TCE table belongs to a
+ * live table of its LIOBN; a VFIO container owns its group and its domain is its own. The iommufd
+ * layer's rules are in iommufd-invariants.ts.
  */
 export interface Violation {
   readonly rule: string;
@@ -39,6 +42,9 @@ export function invariants(state: State): Violation[] {
   const contexts = new Set([...Object.keys(state.pinned), ...Object.values(state.domains).map((d) => d.context)]);
   for (const ctx of contexts) c.context(ctx);
   iommufdInvariants(state, true, (rule, detail) => c.bad(rule, detail));
+  for (const pe of Object.keys(state.eeh)) c.eeh(pe);
+  c.guestTces();
+  c.spapr();
   return c.out;
 }
 
@@ -96,6 +102,7 @@ export function invariantsAfter(before: State, after: State): Violation[] {
   }
   for (const name of changedKeys(before.slots, after.slots)) slots.add(name);
   for (const ctx of changedKeys(before.pinned, after.pinned)) contexts.add(ctx);
+  const eehPes = new Set([...changedKeys(before.eeh, after.eeh), ...changedKeys(before.pes, after.pes)]);
 
   const c = new Checker(after, false);
   if (after.nextGroupId < before.nextGroupId) c.bad('ids', `nextGroupId went back from ${before.nextGroupId} to ${after.nextGroupId}`);
@@ -106,6 +113,9 @@ export function invariantsAfter(before: State, after: State): Violation[] {
   for (const id of domains) c.domain(id);
   for (const name of slots) c.slot(name);
   for (const ctx of contexts) c.context(ctx);
+  for (const pe of eehPes) c.eeh(pe);
+  if (before.guestTces !== after.guestTces || before.pes !== after.pes || before.kvmTables !== after.kvmTables) c.guestTces();
+  if (before.spapr !== after.spapr || before.groups !== after.groups || before.domains !== after.domains) c.spapr();
   // iommufd rules read objects, their domains, groups and devices: any change to those re-checks them.
   const iommufdInputs = before.iommufd !== after.iommufd || before.domains !== after.domains || before.groups !== after.groups || before.devices !== after.devices;
   if (iommufdInputs) iommufdInvariants(after, false, (rule, detail) => c.bad(rule, detail));
@@ -140,6 +150,37 @@ class Checker {
 
   bad(rule: string, detail: string): void {
     this.out.push({ rule, detail });
+  }
+
+  /** Every guest TCE table belongs to a live table of its LIOBN (a KVM table or an enabled PHB window) and fits it. */
+  guestTces(): void {
+    for (const [key, t] of Object.entries(this.s.guestTces)) {
+      const liobn = Number(BigInt(key));
+      const kt = this.s.kvmTables[key];
+      const g = kt ? { pageShift: kt.pageShift, size: kt.size } : qemuTable(this.s, liobn);
+      if (!g) this.bad('guest-tce-dangling', `TCEs of LIOBN ${key}, which has no table`);
+      else if (g.pageShift !== t.pageShift || g.size !== t.size) this.bad('guest-tce-geometry', `LIOBN ${key}: contents of 2^${t.pageShift} x ${t.size}, table of 2^${g.pageShift} x ${g.size}`);
+    }
+  }
+
+  /** A VFIO container owns the groups it holds, and each group's domain exists, is its own and serves that group. */
+  spapr(): void {
+    for (const c of Object.values(this.s.spapr)) {
+      for (const e of c.groups) {
+        if (this.s.groups[e.group]?.owner !== c.name) this.bad('spapr-group', `container ${c.name} holds group ${e.group}, which it does not own`);
+        if (e.domain === null) continue;
+        const d = this.s.domains[e.domain];
+        if (!d || d.context !== c.name || d.group !== e.group) this.bad('spapr-domain', `container ${c.name} names domain ${e.domain}, which is not its own for group ${e.group}`);
+      }
+    }
+  }
+
+  /** An EEH record belongs to a PE that exists; a counted freeze has its time stamp. */
+  eeh(id: PeId): void {
+    const rec = this.s.eeh[id];
+    if (!rec) return;
+    if (!this.s.pes[id]) this.bad('eeh-dangling', `EEH record of PE ${id}, which does not exist`);
+    if (rec.freezeCount > 0 && rec.tstamp === null) this.bad('eeh-count', `PE ${id} counts ${rec.freezeCount} freezes without a time stamp`);
   }
 
   device(bdf: Bdf): void {

@@ -1,4 +1,8 @@
+import type { EehPe } from './eeh.js';
 import type { IommufdContext } from './iommufd-ctx.js';
+import type { KvmTceTable, Memslot } from './kvm-tce.js';
+import type { Prereg } from './prereg.js';
+import type { SpaprContainer } from './vfio-spapr.js';
 import type { Bdf, PhbGeneration, Platform } from './pci.js';
 import type { TceTable } from './tce-table.js';
 
@@ -32,6 +36,17 @@ export interface State {
   readonly dma64Base: Readonly<Record<string, bigint>>;
   /** iommufd contexts (open /dev/iommu files) by name, each with its object table. */
   readonly iommufd: Readonly<Record<string, IommufdContext>>;
+  /** EEH bookkeeping per PE (eeh.ts): present from a PE's first freeze until the PE is released. */
+  readonly eeh: Readonly<Record<PeId, EehPe>>;
+  /** Guest-visible TCE tables by LIOBN (hex): QEMU's PHB windows and KVM's tables (guest-tce.ts). */
+  readonly guestTces: Readonly<Record<string, TceTable>>;
+  /** KVM's in-kernel TCE tables by LIOBN (hex), and the guest's memslots by slot id (kvm-tce.ts). */
+  readonly kvmTables: Readonly<Record<string, KvmTceTable>>;
+  readonly memslots: Readonly<Record<string, Memslot>>;
+  /** Memory the guest process preregistered for VFIO/KVM (prereg.ts). */
+  readonly prereg: readonly Prereg[];
+  /** VFIO sPAPR TCE containers by name (vfio-spapr.ts); each is the context owning its group. */
+  readonly spapr: Readonly<Record<string, SpaprContainer>>;
 }
 
 export interface Phb {
@@ -198,6 +213,12 @@ export const initialState: State = {
   nextDomainId: 1,
   dma64Base: {},
   iommufd: {},
+  eeh: {},
+  guestTces: {},
+  kvmTables: {},
+  memslots: {},
+  prereg: [],
+  spapr: {},
 };
 
 /** Record helpers for immutable updates; keys are kept in insertion order. */

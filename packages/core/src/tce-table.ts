@@ -43,6 +43,13 @@ export function tcePermName(bits: bigint): TcePerm | '-' {
   return b === 3n ? 'rw' : b === TCE_PCI_READ ? 'r' : b === TCE_PCI_WRITE ? 'w' : '-';
 }
 
+/** The permission of a valid TCE in words (a valid TCE allows READ, WRITE or both). */
+export function tcePermOf(bits: bigint): TcePerm {
+  const name = tcePermName(bits);
+  if (name === '-') throw new RangeError('a valid TCE allows READ, WRITE or both');
+  return name;
+}
+
 export function tcePermBits(perm: TcePerm): bigint {
   return (perm.includes('r') ? TCE_PCI_READ : 0n) | (perm.includes('w') ? TCE_PCI_WRITE : 0n);
 }

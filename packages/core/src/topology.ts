@@ -66,7 +66,12 @@ export interface PhbSpec {
   readonly platform: Platform;
   readonly generation: PhbGeneration;
   readonly numPes?: number;
+  /** pSeries only: QEMU's page_size_mask (`pgsz`), which a user may widen beyond 4K|64K (2M, 16M, ...). */
+  readonly pageShifts?: readonly number[];
 }
+
+/** Page sizes an sPAPR PHB can offer (the LoPAR query mask's sizes). */
+const SPAPR_PAGE_SHIFTS = [12, 16, 21, 24, 25, 26, 27, 28, 34];
 
 export function addPhb(tx: Tx, spec: PhbSpec): void {
   if (!Number.isInteger(spec.phb) || spec.phb < 0 || spec.phb > 0xffff) fail('EINVAL', `PHB number ${spec.phb} is not a 16-bit PCI domain`);
@@ -77,9 +82,17 @@ export function addPhb(tx: Tx, spec: PhbSpec): void {
   const numPes = spec.numPes ?? (spec.platform === 'powernv' ? 256 : 1);
   const allowed = spec.platform === 'powernv' ? (spec.generation === 'PHB3' ? [256] : [256, 512]) : [1];
   if (!allowed.includes(numPes)) fail('EINVAL', `${spec.generation} supports ${allowed.join(' or ')} PEs, not ${numPes}`);
+  let pageShifts = PHB_PAGE_SHIFTS[spec.generation];
+  if (spec.pageShifts !== undefined) {
+    if (spec.platform !== 'pseries') fail('EINVAL', 'page sizes are a property of an sPAPR PHB; a PowerNV PHB has those of its generation');
+    if (!spec.pageShifts.includes(12) || spec.pageShifts.some((s) => !SPAPR_PAGE_SHIFTS.includes(s))) {
+      fail('EINVAL', `sPAPR page shifts ${spec.pageShifts.join(',')}: 12 is required and each must be one of ${SPAPR_PAGE_SHIFTS.join(',')}`);
+    }
+    pageShifts = [...new Set(spec.pageShifts)].sort((a, b) => a - b);
+  }
   tx.emit({
     type: 'PhbAdded',
-    data: { phb: spec.phb, platform: spec.platform, generation: spec.generation, numPes, pageShifts: PHB_PAGE_SHIFTS[spec.generation] },
+    data: { phb: spec.phb, platform: spec.platform, generation: spec.generation, numPes, pageShifts },
   });
 }
 

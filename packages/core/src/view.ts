@@ -51,6 +51,8 @@ export function stateView(state: State): Json {
     pinned: Object.fromEntries(Object.entries(state.pinned).map(([context, bytes]) => [context, toHex(bytes)])),
     dma64Base: Object.entries(state.dma64Base).map(([phb, base]) => ({ phb: Number(phb), base: toHex(base) })),
     iommufd: iommufdView(state),
+    ...(Object.keys(state.eeh).length === 0 ? {} : { eeh: eehView(state) }),
+    ...hypervisorView(state),
   };
 }
 
@@ -124,4 +126,45 @@ function sortKeys(value: Json): Json {
 
 export function canonicalState(state: State): string {
   return canonicalJson(stateView(state));
+}
+
+/** EEH bookkeeping per PE: everything a recovery changes, kept apart so it can be set aside in comparisons. */
+function eehView(state: State): Json {
+  return Object.fromEntries(
+    Object.entries(state.eeh).map(([pe, r]) => [
+      pe,
+      { state: r.state, mmioFrozen: r.mmioFrozen, dmaFrozen: r.dmaFrozen, freezeCount: r.freezeCount, tstamp: r.tstamp, result: r.result },
+    ]),
+  );
+}
+
+/** The hypervisor side (guest TCE tables, KVM tables and memslots, preregistered memory), when there is any. */
+function hypervisorView(state: State): Record<string, Json> {
+  const out: Record<string, Json> = {};
+  if (Object.keys(state.guestTces).length > 0) {
+    out.guestTces = Object.fromEntries(
+      Object.entries(state.guestTces).map(([liobn, t]) => [
+        liobn,
+        { pageShift: t.pageShift, entries: t.size, valid: t.valid, runs: tceRuns(t).map((r) => ({ index: r.index, count: r.count, first: toHex(r.first) })) },
+      ]),
+    );
+  }
+  if (Object.keys(state.kvmTables).length > 0) {
+    out.kvmTables = Object.values(state.kvmTables).map((k) => ({
+      liobn: toHex(BigInt(k.liobn)), pageShift: k.pageShift, offset: toHex(k.offset), size: k.size, links: k.groups.map((l) => ({ group: l.group, context: l.context })),
+    }));
+  }
+  if (Object.keys(state.memslots).length > 0) {
+    out.memslots = Object.values(state.memslots).map((m) => ({ slot: m.slot, gpa: toHex(m.gpa), size: toHex(m.size), ua: toHex(m.ua) }));
+  }
+  if (Object.keys(state.spapr).length > 0) {
+    out.spapr = Object.values(state.spapr).map((c) => ({
+      name: c.name, v2: c.v2, memlockPages: c.memlockPages, enabled: c.enabled, groups: c.groups.map((e) => ({ group: e.group, domain: e.domain })), defWindowPending: c.defWindowPending,
+      regions: c.regions.map((r) => ({ ua: toHex(r.ua), size: toHex(r.size) })),
+    }));
+  }
+  if (state.prereg.length > 0) {
+    out.prereg = state.prereg.map((r) => ({ ua: toHex(r.ua), size: toHex(r.size), pageShift: r.pageShift, users: r.users }));
+  }
+  return out;
 }

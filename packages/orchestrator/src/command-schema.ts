@@ -1,4 +1,4 @@
-import { parseU64, type Command, type CommandType } from '@iommu-orch/core';
+import { ERS_RESULTS, parseU64, type Command, type CommandType } from '@iommu-orch/core';
 import { z } from 'zod';
 
 /**
@@ -50,6 +50,9 @@ const range = z.strictObject({ start: u64, last: u64 });
 const windowSpec = z.strictObject({ window: z.number().int(), pageShift: z.number().int(), size: u64, levels: z.number().int() });
 /** RTAS arguments are 32-bit cells. */
 const shift = z.number().int().nonnegative().max(0xffff_ffff);
+const peId = z.string().min(1);
+/** Which hypercall handler answers; absent: KVM for its own tables, else QEMU. */
+const layer = z.enum(['kvm', 'qemu']).optional();
 const u32 = u64.refine((v) => v <= 0xffff_ffffn, 'not a 32-bit value').transform((v) => Number(v));
 
 export const COMMAND_SCHEMAS = {
@@ -59,6 +62,7 @@ export const COMMAND_SCHEMAS = {
     platform: z.enum(['powernv', 'pseries']),
     generation: z.enum(['PHB3', 'PHB4', 'PHB5', 'SPAPR']),
     numPes: z.number().int().optional(),
+    pageShifts: z.array(z.number().int()).min(1).optional(),
   }),
   addDevice: z.strictObject({ type: z.literal('addDevice'), ...deviceFields }),
   removeDevice: z.strictObject({ type: z.literal('removeDevice'), bdf, surprise: z.boolean().optional() }),
@@ -108,6 +112,47 @@ export const COMMAND_SCHEMAS = {
   rtasCreatePeDmaWindow: z.strictObject({ type: z.literal('rtasCreatePeDmaWindow'), phb: z.number().int(), pageShift: shift, windowShift: shift }),
   rtasRemovePeDmaWindow: z.strictObject({ type: z.literal('rtasRemovePeDmaWindow'), liobn: u32 }),
   rtasResetPeDmaWindows: z.strictObject({ type: z.literal('rtasResetPeDmaWindows'), phb: z.number().int() }),
+  eehFreeze: z.strictObject({
+    type: z.literal('eehFreeze'), bdf, cause: z.enum(['inject', 'access']).optional(),
+    at: z.union([z.iso.datetime().transform((t) => Date.parse(t)), z.number().int().nonnegative()]).optional(),
+  }),
+  eehReport: z.strictObject({
+    type: z.literal('eehReport'), pe: peId, phase: z.enum(['error_detected', 'mmio_enabled', 'slot_reset']), result: z.enum(ERS_RESULTS),
+  }),
+  eehThaw: z.strictObject({ type: z.literal('eehThaw'), pe: peId, what: z.enum(['mmio', 'dma']) }),
+  eehReset: z.strictObject({ type: z.literal('eehReset'), pe: peId, kind: z.enum(['hot', 'fundamental']).optional() }),
+  eehResume: z.strictObject({ type: z.literal('eehResume'), pe: peId }),
+  eehFail: z.strictObject({ type: z.literal('eehFail'), pe: peId, reason: z.string().min(1) }),
+  eehHotplugReset: z.strictObject({ type: z.literal('eehHotplugReset'), pe: peId }),
+  hPutTce: z.strictObject({ type: z.literal('hPutTce'), liobn: u32, ioba: u64, tce: u64, layer }),
+  hPutTceIndirect: z.strictObject({ type: z.literal('hPutTceIndirect'), liobn: u32, ioba: u64, tceList: u64, tces: z.array(u64), layer }),
+  hStuffTce: z.strictObject({ type: z.literal('hStuffTce'), liobn: u32, ioba: u64, tce: u64, npages: z.number().int().nonnegative(), layer }),
+  hGetTce: z.strictObject({ type: z.literal('hGetTce'), liobn: u32, ioba: u64, layer }),
+  kvmCreateSpaprTce: z.strictObject({ type: z.literal('kvmCreateSpaprTce'), liobn: u32, pageShift: z.number().int(), offset: u64, size: u64 }),
+  kvmSetMemslot: z.strictObject({ type: z.literal('kvmSetMemslot'), slot: id, gpa: u64, size: u64, ua: u64 }),
+  kvmLinkGroup: z.strictObject({ type: z.literal('kvmLinkGroup'), liobn: u32, context, group: id }),
+  registerMemory: z.strictObject({ type: z.literal('registerMemory'), ua: u64, size: u64, pageShift: z.number().int().optional() }),
+  unregisterMemory: z.strictObject({ type: z.literal('unregisterMemory'), ua: u64, size: u64 }),
+  spaprOpen: z.strictObject({ type: z.literal('spaprOpen'), container: context, iommuType: z.number().int(), memlockPages: z.number().int().nonnegative().optional() }),
+  spaprAttachGroup: z.strictObject({ type: z.literal('spaprAttachGroup'), container: context, group: id }),
+  spaprGetInfo: z.strictObject({ type: z.literal('spaprGetInfo'), container: context }),
+  spaprEnable: z.strictObject({ type: z.literal('spaprEnable'), container: context }),
+  spaprDisable: z.strictObject({ type: z.literal('spaprDisable'), container: context }),
+  spaprRegisterMemory: z.strictObject({
+    type: z.literal('spaprRegisterMemory'), container: context, vaddr: u64, size: u64, pageShift: z.number().int().optional(), flags: z.number().int().optional(),
+  }),
+  spaprUnregisterMemory: z.strictObject({ type: z.literal('spaprUnregisterMemory'), container: context, vaddr: u64, size: u64 }),
+  spaprTceCreate: z.strictObject({
+    type: z.literal('spaprTceCreate'), container: context, pageShift: z.number().int(), windowSize: u64, levels: z.number().int(), flags: z.number().int().optional(),
+  }),
+  spaprTceRemove: z.strictObject({ type: z.literal('spaprTceRemove'), container: context, startAddr: u64 }),
+  spaprMapDma: z.strictObject({ type: z.literal('spaprMapDma'), container: context, vaddr: u64, iova: u64, size: u64, flags }),
+  spaprUnmapDma: z.strictObject({ type: z.literal('spaprUnmapDma'), container: context, iova: u64, size: u64, flags: z.number().int().optional() }),
+  spaprClose: z.strictObject({ type: z.literal('spaprClose'), container: context }),
+  vfioEehPeOp: z.strictObject({
+    type: z.literal('vfioEehPeOp'), context, op: z.number().int(), flags: z.number().int().optional(),
+    err: z.strictObject({ type: z.number().int(), func: z.number().int(), addr: u64, mask: u64 }).optional(),
+  }),
 } satisfies Record<CommandType, z.ZodType>;
 
 export const commandSchema = z.discriminatedUnion('type', Object.values(COMMAND_SCHEMAS) as unknown as [

@@ -104,20 +104,28 @@ export class Orchestrator {
     return subscribeFrom(this.store, after, { ...options, wake$: this.events$ });
   }
 
-  private async executeNow(command: Command, commandId: string | undefined): Promise<ExecuteResult> {
+  private async executeNow(input: Command, commandId: string | undefined): Promise<ExecuteResult> {
     if (commandId !== undefined) {
       const prior = await this.store.findCommand(commandId);
-      if (prior) return this.original(command, prior);
+      if (prior) return this.original(input, prior);
+    }
+    // A freeze is counted by event time: the command carries the same clock reading as its events.
+    let time: string | undefined;
+    let command = input;
+    if (command.type === 'eehFreeze' && command.at === undefined) {
+      time = this.clock.now();
+      command = { ...command, at: Date.parse(time) };
     }
     for (let attempt = 0; ; attempt++) {
       const decision = applyCommand(this.current, command, this.check);
       if (!decision.ok) return { ok: false, command, error: decision.error };
       if (decision.events.length === 0) return { ok: true, command, output: decision.output, events: [], violations: [] };
       const version = this.current.version;
-      const batch = eventBatch(this.streamId, version, decision.events, { time: this.clock.now(), commandType: command.type, commandId });
+      const batch = eventBatch(this.streamId, version, decision.events, { time: time ?? this.clock.now(), commandType: command.type, commandId });
       const every = this.snapshotEvery;
       const snapshot = every > 0 && Math.floor(decision.state.version / every) > Math.floor(version / every) ? snapshotOf(decision.state) : undefined;
-      const result: CommandResult = { command: encodeValue(command), output: decision.output, violations: decision.violations };
+      // The command as the caller sent it: a re-send with the same id compares against this.
+      const result: CommandResult = { command: encodeValue(input), output: decision.output, violations: decision.violations };
       try {
         const appended = await this.store.append(this.streamId, batch, {
           expectedVersion: version,
@@ -126,7 +134,7 @@ export class Orchestrator {
         });
         if (appended.duplicate) {
           // Another writer committed this command id between our lookup and our append.
-          return this.original(command, (await this.store.findCommand(commandId!))!);
+          return this.original(input, (await this.store.findCommand(commandId!))!);
         }
         this.current = decision.state;
         this.position = appended.lastPosition;

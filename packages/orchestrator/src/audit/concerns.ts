@@ -108,6 +108,9 @@ export function addConcerns(event: IommuEvent, before: State, after: State, out:
     if (typeof data.hwpt === 'number') object(name, data.hwpt, 'hwpt');
     if (typeof data.device === 'number') object(name, data.device, 'device');
   }
+  // A VFIO sPAPR container is its owner's context; SpaprWindowsSet lists every group it programs.
+  if (typeof data.container === 'string') context(data.container);
+  if (event.type === 'SpaprWindowsSet') for (const g of event.data.groups) group(g.group);
   // A hotplug slot is named by a string, a window slot (WindowSet/Unset) by its number. A PHB stands for
   // its PEs only in an event that names nothing narrower on it (PeCreated names its PE).
   if (typeof data.slot === 'string') slot(data.slot);
@@ -123,9 +126,9 @@ export function addConcerns(event: IommuEvent, before: State, after: State, out:
  * What kind of change an event is, for timelines. A table over every event type: a new event kind does
  * not compile until it is given a category.
  */
-export type Category = 'topology' | 'hotplug' | 'driver' | 'ownership' | 'domain' | 'attachment' | 'window' | 'mapping';
+export type Category = 'topology' | 'hotplug' | 'driver' | 'ownership' | 'domain' | 'attachment' | 'window' | 'mapping' | 'eeh';
 
-export const CATEGORIES: readonly Category[] = ['topology', 'hotplug', 'driver', 'ownership', 'domain', 'attachment', 'window', 'mapping'];
+export const CATEGORIES: readonly Category[] = ['topology', 'hotplug', 'driver', 'ownership', 'domain', 'attachment', 'window', 'mapping', 'eeh'];
 
 export const EVENT_CATEGORY: Readonly<Record<IommuEventType, Category>> = {
   PhbAdded: 'topology',
@@ -166,4 +169,28 @@ export const EVENT_CATEGORY: Readonly<Record<IommuEventType, Category>> = {
   IommufdDeviceAttached: 'attachment',
   IommufdDeviceDetached: 'attachment',
   IommufdGroupReplaced: 'attachment',
+  EehFrozen: 'eeh',
+  EehReported: 'eeh',
+  EehThawed: 'eeh',
+  EehResetAsserted: 'eeh',
+  EehResetDeasserted: 'eeh',
+  EehRecovered: 'eeh',
+  EehPermanentFailure: 'eeh',
+  EehCountRestored: 'eeh',
+  // The guest's own TCE tables (pSeries hypercalls) and KVM's view of them.
+  GuestTcesPut: 'mapping',
+  GuestTcesStuffed: 'mapping',
+  KvmTceTableCreated: 'domain',
+  KvmMemslotSet: 'domain',
+  KvmGroupLinked: 'attachment',
+  MemoryPreregistered: 'mapping',
+  MemoryUnregistered: 'mapping',
+  // A VFIO sPAPR container is a user context holding groups.
+  SpaprContainerOpened: 'ownership',
+  SpaprGroupAttached: 'ownership',
+  SpaprGroupDetached: 'ownership',
+  SpaprEnabled: 'attachment',
+  SpaprWindowsSet: 'window',
+  SpaprRegionReferenced: 'mapping',
+  SpaprContainerClosed: 'ownership',
 };

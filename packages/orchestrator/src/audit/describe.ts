@@ -157,7 +157,55 @@ export function describeEvent(event: IommuEvent, before: State, after: State): s
     }
     case 'IommufdClosed':
       return `${event.data.context} closed its /dev/iommu`;
+    case 'EehFrozen':
+      return `PE ${event.data.pe} frozen (${event.data.cause === 'inject' ? 'injected error' : 'detected on an access'})`;
+    case 'EehReported':
+      return `PE ${event.data.pe} EEH ${event.data.phase}: ${String(event.data.result)}`;
+    case 'EehThawed':
+      return `PE ${event.data.pe} ${event.data.what.toUpperCase()} thawed`;
+    case 'EehResetAsserted':
+      return `PE ${event.data.pe} ${event.data.kind} reset asserted (${event.data.scope})`;
+    case 'EehResetDeasserted':
+      return `PE ${event.data.pe} reset deasserted`;
+    case 'EehRecovered':
+      return `PE ${event.data.pe} recovered`;
+    case 'EehPermanentFailure':
+      return `PE ${event.data.pe} failed permanently: ${event.data.reason}`;
+    case 'EehCountRestored':
+      return `PE ${event.data.pe} freeze count restored to ${event.data.freezeCount}`;
+    case 'GuestTcesPut':
+      return `guest LIOBN ${hexId(event.data.liobn)}: ${event.data.tces.length} TCE(s) put from entry ${event.data.index}`;
+    case 'GuestTcesStuffed':
+      return `guest LIOBN ${hexId(event.data.liobn)}: ${event.data.count} TCE(s) from entry ${event.data.index} set to ${event.data.tce}`;
+    case 'KvmTceTableCreated':
+      return `KVM TCE table for LIOBN ${hexId(event.data.liobn)}: ${event.data.size} entries of ${pageSize(event.data.pageShift)} at ${event.data.offset}`;
+    case 'KvmMemslotSet':
+      return `KVM memslot ${event.data.slot}: guest ${event.data.gpa}+${event.data.size} at user ${event.data.ua}`;
+    case 'KvmGroupLinked':
+      return `${event.data.context} linked group ${event.data.group}'s table to LIOBN ${hexId(event.data.liobn)}`;
+    case 'MemoryPreregistered':
+      return `memory ${event.data.ua}+${event.data.size} preregistered (${pageSize(event.data.pageShift)} pages)`;
+    case 'MemoryUnregistered':
+      return `memory ${event.data.ua}+${event.data.size} unregistered`;
+    case 'SpaprContainerOpened':
+      return `VFIO sPAPR ${event.data.v2 ? 'v2' : 'v1'} container ${event.data.container} opened`;
+    case 'SpaprGroupAttached':
+      return `container ${event.data.container} took group ${event.data.group}`;
+    case 'SpaprGroupDetached':
+      return `container ${event.data.container} let group ${event.data.group} go`;
+    case 'SpaprEnabled':
+      return `container ${event.data.container} ${event.data.enabled ? 'enabled' : 'disabled'}`;
+    case 'SpaprWindowsSet':
+      return `container ${event.data.container} windows set for group(s) ${event.data.groups.map((g) => g.group).join(', ')}`;
+    case 'SpaprRegionReferenced':
+      return `container ${event.data.container} ${event.data.referenced ? 'references' : 'dropped'} region ${event.data.ua}+${event.data.size}`;
+    case 'SpaprContainerClosed':
+      return `container ${event.data.container} closed`;
   }
+}
+
+function hexId(n: number): string {
+  return `0x${n.toString(16)}`;
 }
 
 /** A domain's windows as "window 0 [start, last] 4K pages; window 1 ...". */

@@ -21,7 +21,8 @@ export type SagaStep = Command | typeof WAIT;
 
 export interface SagaResult {
   readonly saga: string;
-  readonly outcome: 'done' | 'compensated' | 'aborted';
+  /** `failed`: the saga reached a failure the model records (an EEH permanent failure). */
+  readonly outcome: 'done' | 'compensated' | 'aborted' | 'failed';
   readonly reason?: string;
 }
 

@@ -4,6 +4,7 @@ import { claimantOf } from '../sagas/claims.js';
 import { disableSriov, removeSlotOrderly } from '../sagas/orderly-removal.js';
 import { answerRemovalRequests, pendingRequests, releaseGroup } from '../sagas/release-group.js';
 import { isWait, type Saga, type SagaResult, type SagaStep, type StepOutcome, type View } from '../sagas/saga.js';
+import { eehTraffic, kvmTraffic } from './eeh-kvm-traffic.js';
 import type { Prng } from './prng.js';
 import type { StressSlot } from './topology.js';
 
@@ -21,12 +22,15 @@ export interface World {
   readonly slots: readonly StressSlot[];
   /** The kernel driver each function had in the topology, to give devices back to the host. */
   readonly drivers: ReadonlyMap<string, string>;
+  /** Event time (ms) of the next op: EEH counts freezes by it. */
+  readonly now: () => number;
 }
 
 const WEIGHTS = {
   assign: 24, work: 22, release: 10, rebind: 5,
   removeOrderly: 5, removeSurprise: 2, hotAdd: 7,
   sriovEnable: 5, sriovDisable: 3, resume: 6, noise: 6,
+  eeh: 2, kvm: 4,
 } as const;
 type Op = keyof typeof WEIGHTS;
 
@@ -173,6 +177,10 @@ export class Actor {
         return resumeRemoval(world, s);
       case 'noise':
         return noise(world, s, ctx);
+      case 'eeh':
+        return eehTraffic(rng, view, ctx, world.now());
+      case 'kvm':
+        return kvmTraffic(rng, view, ctx);
     }
   }
 }

@@ -68,6 +68,9 @@ export interface StressReport {
   readonly state: State;
 }
 
+/** Event time of op 0; each op is one second later, so freezes spread over hours of event time. */
+const EVENT_EPOCH = Date.parse('2026-01-01T00:00:00.000Z');
+
 export async function runStress(o: StressOptions): Promise<StressReport> {
   const check = o.check ?? true;
   const started = performance.now();
@@ -125,6 +128,7 @@ export async function runStress(o: StressOptions): Promise<StressReport> {
     const world: World = {
       rng,
       view: () => state,
+      now: () => EVENT_EPOCH + op * 1000,
       slots: stressSlots(o.topology),
       drivers: new Map(
         history.flatMap((c) => (c.type === 'addDevice' ? [c] : c.type === 'enableSlot' ? [...(c.devices ?? [])] : []))
