@@ -6,9 +6,10 @@
  * - NOT_A_DATABASE / CORRUPT / SCHEMA_TOO_NEW / NOT_FOUND: the file cannot be used; it is left untouched.
  * - BUSY: another writer held the lock past the busy timeout.
  * - READ_ONLY: a write through a connection opened read-only.
+ * - LOG_MISMATCH: a host name already holds another log (another log id) in the central database.
  */
 export type StoreErrorCode =
-  | 'WRONG_EXPECTED_VERSION' | 'DUPLICATE_EVENT_ID' | 'NOT_A_DATABASE' | 'CORRUPT' | 'SCHEMA_TOO_NEW' | 'NOT_FOUND' | 'BUSY' | 'READ_ONLY';
+  | 'WRONG_EXPECTED_VERSION' | 'DUPLICATE_EVENT_ID' | 'NOT_A_DATABASE' | 'CORRUPT' | 'SCHEMA_TOO_NEW' | 'NOT_FOUND' | 'BUSY' | 'READ_ONLY' | 'LOG_MISMATCH';
 
 export class StoreError extends Error {
   override readonly name: string = 'StoreError';

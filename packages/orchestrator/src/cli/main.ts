@@ -6,6 +6,7 @@ import { registerAuditVerify } from './audit-verify.js';
 import { registerDemo } from './demo.js';
 import { EXIT, type CliContext, type Io } from './io.js';
 import { registerRun } from './run.js';
+import { registerShip } from './ship.js';
 import { registerStress } from './stress.js';
 
 /** The iommu-orch command line. Exit codes are decided here (see io.ts) and nowhere else. */
@@ -27,6 +28,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   registerDemo(program, ctx);
   registerAuditVerify(registerAudit(program, ctx), ctx);
   registerStress(program, ctx);
+  registerShip(program, ctx);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return code;
