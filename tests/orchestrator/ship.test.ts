@@ -76,7 +76,10 @@ describe('iommu-orch ship', () => {
     await host.append('host', [ev('g1'), ev('g2')], { expectedVersion: 'any', commandId: 'g-1', commandResult: { ok: 1 } });
     const follower = new ChildScript('support/ship-child.ts', ['--db', db, '--to', url, '--host', 'gamma', '--follow']);
     await follower.line((l) => batchHead(l) === 2);
-    for (let i = 3; i <= 12; i++) await host.append('host', [ev(`g${i}`)], { expectedVersion: i - 1, commandId: `g-${i}`, commandResult: i });
+    for (let i = 3; i <= 12; i++) {
+      const snapshot = i === 9 ? { snapshot: { format: 'f1', state: '{"at":9}' } } : {};
+      await host.append('host', [ev(`g${i}`)], { expectedVersion: i - 1, commandId: `g-${i}`, commandResult: i, ...snapshot });
+    }
     await follower.line((l) => batchHead(l) === 12);
     follower.kill('SIGTERM');
     expect(await follower.exited).toBe(0);
@@ -84,6 +87,9 @@ describe('iommu-orch ship', () => {
     expect(await expectSameLog(db, 'gamma')).toBe(12);
     // The command records came along: an id the host recorded answers centrally, with its result.
     await central('gamma', async (s) => expect(await s.findCommand('g-7')).toMatchObject({ firstPosition: 7, lastPosition: 7, result: 7 }));
+    const snapshot = await local(db, (s) => s.latestSnapshot('host', 12));
+    expect(snapshot).toMatchObject({ position: 9, state: '{"at":9}' });
+    await central('gamma', async (s) => expect(await s.latestSnapshot('host', 12)).toEqual(snapshot));
   });
 
   it('refuses a host name that holds another log, and bad input, with one line and exit 2', async () => {

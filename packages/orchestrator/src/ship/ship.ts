@@ -44,7 +44,8 @@ export async function shipLog(o: ShipOptions): Promise<ShipReport> {
   try {
     const logId = await source.logId();
     if (logId === null) throw new StoreError('CORRUPT', `${o.db} predates the hash chain (store schema 1): open it for writing once to add the chain`);
-    central = PostgresEventStore.open(o.to, { host: o.host, logId });
+    // One connection: a shipper runs one statement at a time, and fifty of them share one server.
+    central = PostgresEventStore.open(o.to, { host: o.host, logId, maxConnections: 1 });
     const centralId = await central.logId();
     if (centralId !== logId) {
       throw new StoreError('LOG_MISMATCH', `host ${o.host} already holds another log in the database (log id ${centralId}, this file has ${logId})`);
