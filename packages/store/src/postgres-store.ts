@@ -152,15 +152,16 @@ export class PostgresEventStore implements EventStore {
     });
     const commandResult = options.commandId === undefined ? '' : jsonText(options.commandResult ?? null);
     return this.transaction('append', async (c, head, headHash) => {
-      if (options.commandId !== undefined) {
-        const prior = await c.query<{ first_position: string; last_position: string; stream_version: string }>(
-          'SELECT first_position, last_position, stream_version FROM iommu_orch_commands WHERE host = $1 AND command_id = $2',
-          [this.host, options.commandId],
-        );
-        const p = prior.rows[0];
-        if (p) return { firstPosition: Number(p.first_position), lastPosition: Number(p.last_position), nextExpectedVersion: Number(p.stream_version), duplicate: true };
+      // After the lock, so both see what the previous holder committed (READ COMMITTED: a fresh snapshot per statement).
+      const before = (await c.query<{ version: string | null; first_position: string | null; last_position: string; stream_version: string }>(
+        `SELECT (SELECT version FROM iommu_orch_streams WHERE host = $1 AND stream_id = $2) AS version, c.first_position, c.last_position, c.stream_version
+         FROM (SELECT 1) AS one LEFT JOIN iommu_orch_commands c ON c.host = $1 AND c.command_id = $3`,
+        [this.host, streamId, options.commandId ?? null],
+      )).rows[0]!;
+      if (before.first_position !== null) {
+        return { firstPosition: Number(before.first_position), lastPosition: Number(before.last_position), nextExpectedVersion: Number(before.stream_version), duplicate: true };
       }
-      const actual = await this.versionOf(c, streamId);
+      const actual = Number(before.version ?? 0);
       checkExpectedVersion(streamId, options.expectedVersion, actual);
       let position = head;
       let hash = headHash;
@@ -172,14 +173,14 @@ export class PostgresEventStore implements EventStore {
       });
       const result = { firstPosition: head + 1, lastPosition: position, nextExpectedVersion: version, duplicate: false };
       if (records.length === 0) return result;
-      await this.insertRecords(c, records, new Map([[streamId, version]]));
-      if (options.commandId !== undefined) {
-        await this.insertCommands(c, [{ commandId: options.commandId, streamId, firstPosition: head + 1, lastPosition: position, nextExpectedVersion: version, result: commandResult }], false);
-      }
-      if (options.snapshot) {
-        const { format, state } = options.snapshot;
-        await this.insertSnapshots(c, [{ streamId, position, streamVersion: version, format, stateHash: sha256Hex(state), logHash: hash, state }], false);
-      }
+      const snapshot = options.snapshot;
+      await this.write(c, {
+        records,
+        versions: new Map([[streamId, version]]),
+        commands: options.commandId === undefined ? [] : [{ commandId: options.commandId, streamId, firstPosition: head + 1, lastPosition: position, nextExpectedVersion: version, result: commandResult }],
+        snapshots: snapshot ? [{ streamId, position, streamVersion: version, format: snapshot.format, stateHash: sha256Hex(snapshot.state), logHash: hash, state: snapshot.state }] : [],
+        imported: false,
+      });
       return result;
     });
   }
@@ -217,11 +218,14 @@ export class PostgresEventStore implements EventStore {
         position = r.position;
         hash = r.hash;
       }
-      if (fresh.length > 0) await this.insertRecords(c, fresh, versions);
       const through = position;
-      const commands = batch.commands.filter((x) => x.lastPosition <= through).map((x) => ({ ...x, result: jsonText(x.result) }));
-      await this.insertCommands(c, commands, true);
-      await this.insertSnapshots(c, batch.snapshots.filter((x) => x.position <= through), true);
+      await this.write(c, {
+        records: fresh,
+        versions,
+        commands: batch.commands.filter((x) => x.lastPosition <= through).map((x) => ({ ...x, result: jsonText(x.result) })),
+        snapshots: batch.snapshots.filter((x) => x.position <= through),
+        imported: true,
+      });
       return { head: through, imported: fresh.length };
     });
   }
@@ -407,53 +411,59 @@ export class PostgresEventStore implements EventStore {
     return Number(row?.version ?? 0);
   }
 
-  /** Inserts chained rows (one statement), moves the streams to `versions` and the head to the last row. */
-  private async insertRecords(c: pg.PoolClient, records: readonly EventRecord[], versions: ReadonlyMap<string, number>): Promise<void> {
-    const col = <K extends keyof EventRecord>(k: K): EventRecord[K][] => records.map((r) => r[k]);
+  /**
+   * Writes everything of one append or import in one statement (data-modifying CTEs): the chained rows,
+   * the streams' new versions, the log's new head, command records, snapshots, and the NOTIFY. One round
+   * trip instead of six; the statement runs under the log lock taken before it.
+   */
+  private async write(c: pg.PoolClient, w: Write): Promise<void> {
+    const { records, commands, snapshots } = w;
+    const last = records[records.length - 1];
+    if (!last && commands.length === 0 && snapshots.length === 0) return;
+    const col = <T, K extends keyof T>(rows: readonly T[], k: K): T[K][] => rows.map((r) => r[k]);
+    const ignore = w.imported ? 'ON CONFLICT DO NOTHING' : '';
     await c.query(
-      `INSERT INTO iommu_orch_events (host, ${COLUMNS}, hash)
-       SELECT $1, p, s, v, e, t, sv, d, m, decode(h, 'hex')
-       FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::text[], $9::text[], $10::text[]) AS u(p, s, v, e, t, sv, d, m, h)`,
-      [this.host, col('position'), col('streamId'), col('streamVersion'), col('eventId'), col('type'), col('schemaVersion'), col('data'), col('metadata'), col('hash')],
-    );
-    await c.query(
-      `INSERT INTO iommu_orch_streams (host, stream_id, version) SELECT $1, s, v FROM unnest($2::text[], $3::bigint[]) AS u(s, v)
-       ON CONFLICT (host, stream_id) DO UPDATE SET version = excluded.version`,
-      [this.host, [...versions.keys()], [...versions.values()]],
-    );
-    const last = records[records.length - 1]!;
-    await c.query('UPDATE iommu_orch_logs SET head = $2, head_hash = $3 WHERE host = $1', [this.host, last.position, last.hash]);
-    await c.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, this.host]);
-  }
-
-  /** Commands with their results as JSON text; shipped ones may be there already (another shipper's batch). */
-  private async insertCommands(c: pg.PoolClient, commands: readonly (CommandRecord & { readonly result: string })[], imported: boolean): Promise<void> {
-    if (commands.length === 0) return;
-    await c.query(
-      `INSERT INTO iommu_orch_commands (host, command_id, stream_id, first_position, last_position, stream_version, result)
-       SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::text[])
-       ${imported ? 'ON CONFLICT DO NOTHING' : ''}`,
+      `WITH ev AS (
+         INSERT INTO iommu_orch_events (host, ${COLUMNS}, hash)
+         SELECT $1, p, s, v, e, t, sv, d, m, decode(h, 'hex')
+         FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::int[], $8::text[], $9::text[], $10::text[]) AS u(p, s, v, e, t, sv, d, m, h)
+       ), st AS (
+         INSERT INTO iommu_orch_streams (host, stream_id, version) SELECT $1, s, v FROM unnest($11::text[], $12::bigint[]) AS u(s, v)
+         ON CONFLICT (host, stream_id) DO UPDATE SET version = excluded.version
+       ), lg AS (
+         UPDATE iommu_orch_logs SET head = $13, head_hash = $14 WHERE host = $1 AND $15
+       ), cm AS (
+         INSERT INTO iommu_orch_commands (host, command_id, stream_id, first_position, last_position, stream_version, result)
+         SELECT $1, * FROM unnest($16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::bigint[], $21::text[]) ${ignore}
+       ), sn AS (
+         INSERT INTO iommu_orch_snapshots (host, stream_id, position, stream_version, format, state_hash, log_hash, state)
+         SELECT $1, s, p, v, f, decode(sh, 'hex'), decode(lh, 'hex'), st
+         FROM unnest($22::text[], $23::bigint[], $24::bigint[], $25::text[], $26::text[], $27::text[], $28::text[]) AS u(s, p, v, f, sh, lh, st) ${ignore}
+       )
+       SELECT pg_notify($29, $1) WHERE $15`,
       [
-        this.host, commands.map((x) => x.commandId), commands.map((x) => x.streamId), commands.map((x) => x.firstPosition),
-        commands.map((x) => x.lastPosition), commands.map((x) => x.nextExpectedVersion),
-        commands.map((x) => x.result),
+        this.host,
+        col(records, 'position'), col(records, 'streamId'), col(records, 'streamVersion'), col(records, 'eventId'), col(records, 'type'),
+        col(records, 'schemaVersion'), col(records, 'data'), col(records, 'metadata'), col(records, 'hash'),
+        [...w.versions.keys()], [...w.versions.values()],
+        last?.position ?? 0, last?.hash ?? '', last !== undefined,
+        col(commands, 'commandId'), col(commands, 'streamId'), col(commands, 'firstPosition'), col(commands, 'lastPosition'),
+        col(commands, 'nextExpectedVersion'), col(commands, 'result'),
+        col(snapshots, 'streamId'), col(snapshots, 'position'), col(snapshots, 'streamVersion'), col(snapshots, 'format'),
+        col(snapshots, 'stateHash'), col(snapshots, 'logHash'), col(snapshots, 'state'),
+        NOTIFY_CHANNEL,
       ],
     );
   }
+}
 
-  private async insertSnapshots(c: pg.PoolClient, snapshots: readonly Snapshot[], imported: boolean): Promise<void> {
-    if (snapshots.length === 0) return;
-    await c.query(
-      `INSERT INTO iommu_orch_snapshots (host, stream_id, position, stream_version, format, state_hash, log_hash, state)
-       SELECT $1, s, p, v, f, decode(sh, 'hex'), decode(lh, 'hex'), st
-       FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[]) AS u(s, p, v, f, sh, lh, st)
-       ${imported ? 'ON CONFLICT DO NOTHING' : ''}`,
-      [
-        this.host, snapshots.map((x) => x.streamId), snapshots.map((x) => x.position), snapshots.map((x) => x.streamVersion),
-        snapshots.map((x) => x.format), snapshots.map((x) => x.stateHash), snapshots.map((x) => x.logHash), snapshots.map((x) => x.state),
-      ],
-    );
-  }
+/** One append's or import's writes; command results as JSON text. Imported commands and snapshots may be there already. */
+interface Write {
+  readonly records: readonly EventRecord[];
+  readonly versions: ReadonlyMap<string, number>;
+  readonly commands: readonly (CommandRecord & { readonly result: string })[];
+  readonly snapshots: readonly Snapshot[];
+  readonly imported: boolean;
 }
 
 interface EventRow {
