@@ -1,4 +1,4 @@
-import { tceAllocatedBytes, tceClearRange, tceGet, tceRuns, tceTableCreate, tceWriteRange, type TceTable } from '@iommu-orch/core';
+import { tceAllocatedBytes, tceClearRange, tceGet, tceRuns, tceTableCreate, tceWriteRange, withTransientTables, type TceTable } from '@iommu-orch/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 
@@ -61,5 +61,33 @@ describe('sparse TCE table', () => {
     const t = tceWriteRange(tceTableCreate(12, 16), 0, 16, () => 0x1003n);
     expect(tceGet(t, 16)).toBe(0n);
     expect(tceGet(t, -1)).toBe(0n);
+  });
+});
+
+describe('transient folds', () => {
+  it('give the same table as copy-on-write writes and leave the input untouched', () => {
+    const op = fc.record({
+      clear: fc.boolean(),
+      index: fc.integer({ min: 0, max: 4095 }),
+      count: fc.integer({ min: 1, max: 700 }),
+      base: fc.bigInt({ min: 1n, max: 1n << 30n }).map((n) => (n << 12n) | 1n),
+    });
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 10 }), fc.array(op, { maxLength: 10 }), (before, during) => {
+        const apply = (t: TceTable, o: { clear: boolean; index: number; count: number; base: bigint }): TceTable => {
+          const count = Math.min(o.count, 4096 - o.index);
+          return o.clear ? tceClearRange(t, o.index, count) : tceWriteRange(t, o.index, count, (i) => o.base + (BigInt(i) << 12n));
+        };
+        const input = before.reduce(apply, tceTableCreate(12, 4096));
+        const inputRuns = JSON.stringify(tceRuns(input), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString(16) : v));
+        const cow = during.reduce(apply, input);
+        const transient = withTransientTables(() => during.reduce(apply, input));
+        const runs = (t: TceTable) => JSON.stringify(tceRuns(t), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString(16) : v));
+        expect(runs(transient)).toBe(runs(cow));
+        expect(transient.valid).toBe(cow.valid);
+        expect(runs(input)).toBe(inputRuns);
+      }),
+      { numRuns: 200 },
+    );
   });
 });

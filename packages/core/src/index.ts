@@ -20,7 +20,8 @@ export type {
 } from './state.js';
 export {
   TCE_PCI_READ, TCE_PCI_WRITE, tceAllocatedBytes, tceClearRange, tceFirstValid, tceGet, tceLeafBases, tceRuns, tceTableCreate,
-  tcePermBits, tcePermName, tceValidRun, tceWriteRange, tceWriteRun, type TcePerm, type TceRun, type TceTable,
+  tcePermBits, tcePermName, tceValidRun, tceWriteRange,
+  withTransientTables, tceWriteRun, type TcePerm, type TceRun, type TceTable,
 } from './tce-table.js';
 export type { Prot } from './domain.js';
 export { domainIovaToPhys, windowAt } from './domain.js';
@@ -32,5 +33,5 @@ export { liobn } from './rtas.js';
 export { upcast, UPCASTERS, type Upcaster, type UpcasterRegistry } from './upcast.js';
 export type { Area, Hwpt, IDevice, Ioas, IommufdContext, IommufdObject, Range, Reserved, ReservedOwner } from './iommufd-ctx.js';
 export { fromHex, parseU64, toHex, U64_MAX, type Hex } from './u64.js';
-export { canonicalJson, canonicalState, domainMappings, domainRefView, stateView, type Json, type MappingView } from './view.js';
+export { canonicalJson, canonicalState, domainMappings, domainRefView, stateView, tableRefView, type Json, type MappingView } from './view.js';
 export { BYPASS_BASE } from './window.js';

@@ -64,6 +64,43 @@ export function tceGet(table: TceTable, index: number): bigint {
 }
 
 /**
+ * Nodes a transient fold allocated itself (see `withTransientTables`). Null outside one: then every
+ * write copies its path.
+ */
+let owned: WeakSet<object> | null = null;
+
+/**
+ * Runs `fn` (synchronously) with copy-on-write relaxed for nodes allocated inside it: a node is copied
+ * the first time `fn` writes it and mutated in place afterwards. Only for folds whose intermediate
+ * states nobody keeps (replay folding a page of events): the input state and everything allocated
+ * before the call stay untouched, and the ownership set dies with the call.
+ */
+export function withTransientTables<T>(fn: () => T): T {
+  const outer = owned;
+  owned = new WeakSet();
+  try {
+    return fn();
+  } finally {
+    owned = outer;
+  }
+}
+
+/** A leaf this write may change: itself when the running transient fold allocated it, else a copy. */
+function writableLeaf(leaf: Leaf | undefined): Leaf {
+  if (leaf !== undefined && owned?.has(leaf)) return leaf;
+  const out = leaf === undefined ? new BigUint64Array(FANOUT) : leaf.slice();
+  owned?.add(out);
+  return out;
+}
+
+function writableDir(dir: Dir | undefined): (TceNode | undefined)[] {
+  if (dir !== undefined && owned?.has(dir)) return dir as (TceNode | undefined)[];
+  const out = dir === undefined ? new Array<TceNode | undefined>(FANOUT).fill(undefined) : dir.slice();
+  owned?.add(out);
+  return out;
+}
+
+/**
  * Writes `count` consecutive entries from `index`: entry index+i gets value(i) (non-zero: a valid TCE).
  * `value` is called exactly once per entry, in index order.
  */
@@ -80,7 +117,7 @@ export function tceWriteRange(
       const v = value(i - index);
       const old = leaf === undefined ? 0n : leaf[i - base]!;
       if (old === v) continue;
-      out ??= leaf === undefined ? new BigUint64Array(FANOUT) : leaf.slice();
+      out ??= writableLeaf(leaf);
       out[i - base] = v;
       delta += (v !== 0n ? 1 : 0) - (old !== 0n ? 1 : 0);
     }
@@ -95,9 +132,9 @@ export function tceWriteRange(
  */
 export function tceWriteRun(table: TceTable, index: number, count: number, first: bigint, step: bigint): TceTable {
   return update(table, index, count, true, (leaf, base, from, to) => {
-    const out = leaf === undefined ? new BigUint64Array(FANOUT) : leaf.slice();
     let delta = to - from;
     if (leaf !== undefined) for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) delta--;
+    const out = writableLeaf(leaf);
     let v = first + BigInt(from - index) * step;
     for (let j = from - base; j < to - base; j++) {
       out[j] = v;
@@ -114,7 +151,7 @@ export function tceClearRange(table: TceTable, index: number, count: number): Tc
     let valid = 0;
     for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) valid++;
     if (valid === 0) return { leaf, delta: 0 };
-    const out = leaf.slice();
+    const out = writableLeaf(leaf);
     out.fill(0n, from - base, to - base);
     return { leaf: out, delta: -valid };
   });
@@ -146,7 +183,7 @@ function update(table: TceTable, index: number, count: number, allocate: boolean
       if (child !== undefined || allocate) {
         const next = write(child, level - 1, childBase, start, end);
         if (next !== child) {
-          dir ??= node === undefined ? new Array<TceNode | undefined>(FANOUT).fill(undefined) : (node as Dir).slice();
+          dir ??= writableDir(node as Dir | undefined);
           dir[slot] = next;
         }
       }
@@ -155,7 +192,8 @@ function update(table: TceTable, index: number, count: number, allocate: boolean
     return dir ?? node;
   };
   const root = write(table.root, table.depth - 1, 0, index, index + count);
-  return root === table.root ? table : { ...table, root, valid: table.valid + validDelta };
+  // In a transient fold the root may be mutated in place, so an unchanged root does not mean no change.
+  return root === table.root && validDelta === 0 ? table : { ...table, root, valid: table.valid + validDelta };
 }
 
 /** A maximal run of valid entries whose addresses advance by one IOMMU page and share permissions. */

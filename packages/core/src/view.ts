@@ -97,7 +97,8 @@ export function domainRefView(ref: DomainRef): string {
   return ref.type === 'paging' ? `paging:${ref.id}` : ref.type;
 }
 
-function tableRefView(ref: TableRef): string {
+/** What a window translates through: "kernel", "kernel-ddw" (a pSeries dynamic window) or "domain:N". */
+export function tableRefView(ref: TableRef): string {
   if (ref.kind === 'domain') return `domain:${ref.domain}`;
   return ref.dynamic ? 'kernel-ddw' : 'kernel';
 }

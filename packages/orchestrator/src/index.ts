@@ -1,5 +1,13 @@
-/** @iommu-orch/orchestrator: command execution, sagas, replay, scenarios, the stress runner and the iommu-orch CLI. */
+/** @iommu-orch/orchestrator: command execution, sagas, replay, audit, scenarios, the stress runner and the iommu-orch CLI. */
 export { applyCommand, type Applied, type ApplyOptions, type EventViolation } from './apply-command.js';
+export { entityKey, EVENT_CATEGORY, type Category, type Entity } from './audit/concerns.js';
+export { auditDiff, stateDiff, type AuditDiff, type StateDiff } from './audit/diff.js';
+export { auditExplain, type Explanation, type Verdict } from './audit/explain.js';
+export { indexedHistory, type IndexedHistoryOptions } from './audit/history-index.js';
+export { auditHistory, type History, type HistoryEntry, type OwnershipPeriod } from './audit/history.js';
+export { renderReportHtml } from './audit/report-html.js';
+export { auditReport, type ReportModel } from './audit/report.js';
+export { scanLog, type Bound, type ScanPoint, type ScanResult } from './audit/scan.js';
 export { logicalClock, systemClock, type Clock } from './clock.js';
 export { COMMAND_SCHEMAS, InputError, parseCommand } from './command-schema.js';
 export { demoScenarioPath } from './cli/demo-path.js';

@@ -1,4 +1,4 @@
-import { domainMappings, domainRefView, toHex, type Json, type State, type TableRef } from '@iommu-orch/core';
+import { domainMappings, domainRefView, toHex, type Json, type State, type TableRef, type Window } from '@iommu-orch/core';
 import type { StepResult } from './scenario.js';
 
 /**
@@ -20,9 +20,7 @@ export function renderState(state: State, heading: string): string {
     for (const pe of Object.values(state.pes).filter((p) => p.phb === phb.domain)) {
       const bus = pe.vf !== null ? `VF ${pe.vf}` : pe.bus === null ? 'all buses' : `bus ${pe.bus.toString(16).padStart(2, '0')}`;
       lines.push(`  PE ${pe.id} (${bus}) ${groupLine(pe.group)}`);
-      const windows = pe.windows.map((w, slot) =>
-        w ? `[${slot}] ${toHex(w.start)}..${toHex(w.start + w.size - 1n)} ${pageSize(w.pageShift)} ${tableText(w.table)}` : `[${slot}] -`,
-      );
+      const windows = pe.windows.map((w, slot) => `[${slot}] ${w ? windowText(w) : '-'}`);
       lines.push(`    windows ${windows.join('  ')}  bypass ${pe.bypass ? 'on' : 'off'}`);
       for (const bdf of pe.devices) {
         const d = state.devices[bdf]!;
@@ -87,11 +85,17 @@ function formatOutput(o: Readonly<Record<string, Json>>): string {
   return Object.entries(o).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
 }
 
-function pageSize(shift: number): string {
+/** A DMA window as the CLI prints it: its bus range, IOMMU page size and table. */
+export function windowText(w: Window): string {
+  return `${toHex(w.start)}..${toHex(w.start + w.size - 1n)} ${pageSize(w.pageShift)} ${tableText(w.table)}`;
+}
+
+/** An IOMMU page size from its shift: 12 -> "4K", 16 -> "64K", 30 -> "1G". */
+export function pageSize(shift: number): string {
   const units = ['', 'K', 'M', 'G', 'T'];
   return `${2 ** (shift % 10)}${units[Math.floor(shift / 10)]}`;
 }
 
-function hex4(n: number): string {
+export function hex4(n: number): string {
   return n.toString(16).padStart(4, '0');
 }

@@ -1,4 +1,4 @@
-import { EVENT_SCHEMA_VERSION, evolve, initialState, isEventType, upcast, type IommuEvent, type Json, type State } from '@iommu-orch/core';
+import { EVENT_SCHEMA_VERSION, evolve, initialState, isEventType, upcast, withTransientTables, type IommuEvent, type Json, type State } from '@iommu-orch/core';
 import { StoreError, type EventStore, type StoredEvent } from '@iommu-orch/store';
 import { newestValidSnapshot, type SnapshotRejection } from './snapshots.js';
 
@@ -61,16 +61,24 @@ export async function replay(store: EventStore, options: ReplayOptions = {}): Pr
   let position = start?.position ?? 0;
   let time = start?.time ?? null;
   // Page by page rather than through readAll: a per-event async iteration costs as much as the read itself.
-  pages: for (let after = position; ; ) {
+  // Each page folds transiently (TCE leaves copied once per page, not once per event): nobody sees the
+  // states between two events of a page.
+  for (let after = position, done = false; !done; ) {
     const page = await store.read(after, REPLAY_PAGE);
-    for (const stored of page) {
-      if (options.at !== undefined && stored.position > options.at) break pages;
-      if (until !== undefined && Date.parse(stored.metadata.time) > until) break pages;
-      if (stored.streamId !== streamId) continue;
-      state = evolve(state, toDomainEvent(stored));
-      position = stored.position;
-      time = stored.metadata.time;
-    }
+    state = withTransientTables(() => {
+      let s = state;
+      for (const stored of page) {
+        if ((options.at !== undefined && stored.position > options.at) || (until !== undefined && Date.parse(stored.metadata.time) > until)) {
+          done = true;
+          break;
+        }
+        if (stored.streamId !== streamId) continue;
+        s = evolve(s, toDomainEvent(stored));
+        position = stored.position;
+        time = stored.metadata.time;
+      }
+      return s;
+    });
     if (page.length < REPLAY_PAGE) break;
     after = page[page.length - 1]!.position;
   }

@@ -17,6 +17,7 @@ const processIo: Io = {
 };
 
 export async function main(argv: readonly string[], io: Io = processIo): Promise<number> {
+  if (io === processIo) quietOnClosedPipe();
   let code: number = EXIT.ok;
   const ctx: CliContext = { io, setExitCode: (c) => (code = c) };
   const program = new Command('iommu-orch')
@@ -35,6 +36,15 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   } catch (e) {
     return exitCodeFor(e, io);
   }
+}
+
+/** A reader that stops early (`iommu-orch audit history ... | head`) closes the pipe: stop, quietly. */
+function quietOnClosedPipe(): void {
+  if (process.stdout.listenerCount('error') > 0) return;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(EXIT.ok);
+  });
 }
 
 /** Maps a thrown error to an exit code and a one-line message; never prints a stack trace. */
