@@ -1,5 +1,7 @@
 import { logicalClock, Orchestrator } from '@iommu-orch/orchestrator';
-import { SqliteEventStore, type AppendOptions, type AppendResult, type EventStore, type NewEvent, type StoredEvent } from '@iommu-orch/store';
+import {
+  SqliteEventStore, type AppendOptions, type AppendResult, type CommandRecord, type EventRecord, type EventStore, type NewEvent, type Snapshot, type StoredEvent,
+} from '@iommu-orch/store';
 import { runWorkload } from '../support/workload.js';
 
 /**
@@ -8,7 +10,8 @@ import { runWorkload } from '../support/workload.js';
  * synchronous=FULL that is one fsync per command, hours for a million events. So the bench puts a
  * write-behind buffer between them: appends are collected and committed to SQLite in large batches,
  * in order, with the expected version checked by the store on every batch. The resulting file is the
- * same log a command-by-command run would write (same rows, positions, ids and metadata).
+ * same log a command-by-command run would write (same rows, positions, ids and metadata), without the
+ * per-command records and snapshots: the audit reads neither.
  */
 class WriteBehindStore implements EventStore {
   private pending: NewEvent[] = [];
@@ -29,7 +32,7 @@ class WriteBehindStore implements EventStore {
     const firstPosition = this.version + 1;
     this.version += events.length;
     if (this.pending.length >= this.batch) this.flush();
-    return { firstPosition, lastPosition: this.version, nextExpectedVersion: this.version };
+    return { firstPosition, lastPosition: this.version, nextExpectedVersion: this.version, duplicate: false };
   }
 
   flush(): void {
@@ -52,6 +55,23 @@ class WriteBehindStore implements EventStore {
   async streamVersion(streamId: string): Promise<number> {
     this.flush();
     return this.inner.streamVersion(streamId);
+  }
+
+  async readRecords(after: number, limit: number): Promise<EventRecord[]> {
+    this.flush();
+    return this.inner.readRecords(after, limit);
+  }
+
+  async findCommand(): Promise<CommandRecord | null> {
+    return null;
+  }
+
+  async logId(): Promise<string | null> {
+    return this.inner.logId();
+  }
+
+  async latestSnapshot(): Promise<Snapshot | null> {
+    return null;
   }
 
   async close(): Promise<void> {
