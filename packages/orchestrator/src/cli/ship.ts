@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { hostname } from 'node:os';
 import { InputError } from '../command-schema.js';
 import { shipLog } from '../ship/ship.js';
-import { dbOption, EXIT, type CliContext } from './io.js';
+import { dbOption, EXIT, postgresUrl, type CliContext } from './io.js';
 
 /**
  * `ship`: copies a host's log into PostgreSQL under the host's name (ship/ship.ts), verifying the chain
@@ -20,7 +20,6 @@ export function registerShip(program: Command, ctx: CliContext): void {
     .option('--batch <n>', 'events per transaction (1..100000, default 1000)')
     .option('--json', 'machine-readable summary (no per-batch lines)')
     .action(async (opts: { db: string; to: string; host?: string; follow?: boolean; batch?: string; json?: boolean }) => {
-      if (!/^postgres(ql)?:\/\//.test(opts.to)) throw new InputError(`--to wants a postgres:// URL, got "${opts.to}"`);
       const batchSize = opts.batch === undefined ? 1000 : Number(opts.batch);
       if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000) throw new InputError(`--batch wants an integer in 1..100000, got "${opts.batch}"`);
       const host = opts.host ?? hostname();
@@ -30,7 +29,7 @@ export function registerShip(program: Command, ctx: CliContext): void {
       process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
       try {
         const r = await shipLog({
-          db: opts.db, to: opts.to, host, follow: opts.follow ?? false, signal: stop.signal, batchSize,
+          db: opts.db, to: postgresUrl('--to', opts.to), host, follow: opts.follow ?? false, signal: stop.signal, batchSize,
           ...(opts.json ? {} : { onBatch: (head: number, n: number) => ctx.io.out(`batch: ${n} events, central head ${head}`) }),
         });
         if (opts.json) ctx.io.out(canonicalJson({ host: r.host, logId: r.logId, shipped: r.shipped, head: r.head, headHash: r.headHash }));
