@@ -22,7 +22,6 @@ import { chainHash, genesisHash, sha256Hex } from './hash-chain.js';
  * - A committed append sends `NOTIFY iommu_orch_events, '<host>'` (delivered at commit); `watch()` turns it
  *   into a "look again" hint for catch-up subscriptions, which still read every event from the table.
  */
-export const POSTGRES_SCHEMA_VERSION = 1;
 const NOTIFY_CHANNEL = 'iommu_orch_events';
 /** pg_advisory_xact_lock key that serialises schema creation between processes ("IOMU"). */
 const SCHEMA_LOCK = 0x494f4d55;
@@ -129,7 +128,8 @@ export class PostgresEventStore implements EventStore {
       if (exists.rows[0]?.t == null) return [];
       return (await client.query<{ host: string }>('SELECT host FROM iommu_orch_logs ORDER BY host')).rows.map((r) => r.host);
     } catch (e) {
-      throw asStoreError(e, url);
+      // Not the URL in the message: it may hold a password.
+      throw asStoreError(e, 'hosts');
     } finally {
       await client.end().catch(() => {});
     }
