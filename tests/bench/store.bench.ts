@@ -18,7 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { bootCommands } from '../support/arbitraries.js';
+import { attachedBootCommands, bootCommands } from '../support/arbitraries.js';
 import { measureTogether, report } from './harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'iommu-orch-bench-store-'));
@@ -156,13 +156,7 @@ function lifecycleCommands(cycles: number): Command[] {
 }
 
 function mapChurnCommands(count: number): Command[] {
-  const out: Command[] = [
-    ...bootCommands,
-    { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.0' },
-    { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.1' },
-    { type: 'allocPagingDomain', context: 'vm1', bdf: '0000:01:00.0', pageShift: 12 },
-    { type: 'attachDevice', context: 'vm1', domain: 1, bdf: '0000:01:00.0' },
-  ];
+  const out: Command[] = [...attachedBootCommands];
   const mapped = new Set<number>();
   for (let i = 0; i < count; i++) {
     const slot = (i * 7919) % 2048;

@@ -9,6 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ChildScript } from '../support/child.js';
 import { commandId, indexClock, writerCommands } from '../support/log-writer-commands.js';
+import { seededRandom } from '../support/workload.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'iommu-orch-crash-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -16,17 +17,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const KILLS = 20;
 const COMMANDS = 1500;
 
-/** mulberry32: the kill delays come from a printed seed, so a failing run can be repeated. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The kill delays come from a printed seed, so a failing run can be repeated. */
+const prng = seededRandom;
 
 /** The log an uninterrupted run of the same commands writes, and the state after each accepted command. */
 async function uninterrupted(seed: number): Promise<{ rows: StoredEvent[]; stateAt: Map<number, string> }> {

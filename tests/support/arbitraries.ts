@@ -85,6 +85,15 @@ const flowArb: fc.Arbitrary<Command[]> = fc
     return out;
   });
 
+/** bootCommands, then vm1 takes the NVMe group (both functions: a group is assigned whole) with paging domain 1 attached. */
+export const attachedBootCommands: Command[] = [
+  ...bootCommands,
+  { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.0' },
+  { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.1' },
+  { type: 'allocPagingDomain', context: 'vm1', bdf: '0000:01:00.0', pageShift: 12 },
+  { type: 'attachDevice', context: 'vm1', domain: 1, bdf: '0000:01:00.0' },
+];
+
 export const commandsArb: fc.Arbitrary<Command[]> = fc
   .array(fc.oneof({ arbitrary: commandArb.map((c) => [c]), weight: 3 }, { arbitrary: flowArb, weight: 1 }), { minLength: 1, maxLength: 25 })
   .map((chunks) => chunks.flat());

@@ -1,7 +1,7 @@
 import type { Command } from '@iommu-orch/core';
 import type { Clock } from '@iommu-orch/orchestrator';
 import fc from 'fast-check';
-import { bootCommands, commandsArb } from './arbitraries.js';
+import { attachedBootCommands, commandsArb } from './arbitraries.js';
 
 /**
  * What a log-writer child executes, computed from a seed so that the parent can compute the same list
@@ -10,14 +10,7 @@ import { bootCommands, commandsArb } from './arbitraries.js';
  * commit), with a random command sequence mixed in every 50.
  */
 export function writerCommands(seed: number, count: number): Command[] {
-  const out: Command[] = [
-    ...bootCommands,
-    // Both functions: a group is assigned whole.
-    { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.0' },
-    { type: 'claimDevice', context: 'vm1', bdf: '0000:01:00.1' },
-    { type: 'allocPagingDomain', context: 'vm1', bdf: '0000:01:00.0', pageShift: 12 },
-    { type: 'attachDevice', context: 'vm1', domain: 1, bdf: '0000:01:00.0' },
-  ];
+  const out: Command[] = [...attachedBootCommands];
   const op = fc.record({ slot: fc.integer({ min: 0, max: 2047 }), pgcount: fc.integer({ min: 1, max: 16 }), unmap: fc.boolean(), write: fc.boolean() });
   const [ops] = fc.sample(fc.array(op, { minLength: count, maxLength: count }), { seed, numRuns: 1 });
   const random = fc.sample(commandsArb, { seed, numRuns: Math.ceil(count / 50) });

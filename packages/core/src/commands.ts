@@ -103,6 +103,7 @@ export interface DeviceFields {
   readonly classCode: number;
   readonly bridge?: boolean;
   readonly driver?: string | null;
+  /** SR-IOV capability: TotalVFs (absent: no capability), First VF Offset and VF Stride (default 1), VF Device ID (default: the PF's). */
   readonly totalVfs?: number;
   readonly vfOffset?: number;
   readonly vfStride?: number;

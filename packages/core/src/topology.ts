@@ -8,6 +8,7 @@ import {
 } from './pci.js';
 import { unmapAll } from './pinning.js';
 import { drop, put, without, type Device, type Phb, type State } from './state.js';
+import type { DeviceFields } from './commands.js';
 import type { Tx } from './tx.js';
 import { clearWindows, setDefaultConfig } from './window.js';
 
@@ -82,19 +83,8 @@ export function addPhb(tx: Tx, spec: PhbSpec): void {
   });
 }
 
-export interface DeviceSpec {
-  readonly bdf: string;
-  readonly vendor: number;
-  readonly device: number;
-  readonly classCode: number;
-  readonly bridge?: boolean;
-  readonly driver?: string | null;
-  /** SR-IOV capability: TotalVFs (absent: no capability), First VF Offset and VF Stride (default 1), VF Device ID (default: the PF's). */
-  readonly totalVfs?: number;
-  readonly vfOffset?: number;
-  readonly vfStride?: number;
-  readonly vfDevice?: number;
-}
+/** A PCI function as addDevice describes it (the command's own fields). */
+export type DeviceSpec = DeviceFields;
 
 /** Hot-add (or boot-time probe): PE on first device of the bus, group and DMA set-up on first endpoint. */
 export function addDevice(tx: Tx, spec: DeviceSpec): Bdf {

@@ -1,5 +1,5 @@
 import {
-  domainRefView, TCE_PCI_READ, TCE_PCI_WRITE, tceRuns, toHex, type MappingView, type PagingDomain, type State, type TceRun, type TceTable, type Window,
+  domainRefView, TCE_PCI_READ, TCE_PCI_WRITE, tcePermName, tceRuns, toHex, type MappingView, type PagingDomain, type State, type TceRun, type TceTable, type Window,
 } from '@iommu-orch/core';
 import type { EventStore } from '@iommu-orch/store';
 import { InputError } from '../command-schema.js';
@@ -237,10 +237,9 @@ class RangeBuilder {
       return;
     }
     this.last = { index, count, value };
-    const perm = value & (TCE_PCI_READ | TCE_PCI_WRITE);
     this.ranges.push({
       iova: toHex(this.start + (BigInt(index) << this.shift)), paddr: toHex(value & ~(TCE_PCI_READ | TCE_PCI_WRITE)), pages: count,
-      perm: perm === 3n ? 'rw' : perm === 1n ? 'r' : 'w',
+      perm: tcePermName(value & (TCE_PCI_READ | TCE_PCI_WRITE)),
     });
   }
 }
