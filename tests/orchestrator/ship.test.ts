@@ -1,6 +1,7 @@
 import { defaultTopologyPath, loadTopology, runStress } from '@iommu-orch/orchestrator';
 import { PostgresEventStore, SqliteEventStore, verifyChain, type EventStore } from '@iommu-orch/store';
-import { mkdtempSync, rmSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -92,6 +93,22 @@ describe('iommu-orch ship', () => {
     await central('gamma', async (s) => expect(await s.latestSnapshot('host', 12)).toEqual(snapshot));
   });
 
+  it('stops at an edited row of the source: exit 1 naming the position, the rows before it shipped and verified', async () => {
+    const edited = join(dir, 'edited.sqlite');
+    copyFileSync(source, edited);
+    const db = new Database(edited);
+    db.prepare('UPDATE events SET data = ? WHERE position = 30').run('{"forged":true}');
+    db.close();
+    const r = await cli('ship', '--db', edited, '--to', url, '--host', 'delta', '--batch', '8');
+    expect(r.code).toBe(1);
+    expect(r.err).toBe('iommu-orch: host delta: the shipped row at position 30 does not match the hash chain: it was edited, moved or inserted');
+    // Batches of 8: rows 1..24 committed; the batch holding row 30 wrote nothing.
+    await central('delta', async (s) => {
+      expect(await verifyChain(s)).toMatchObject({ ok: true, count: 24 });
+      expect(await s.readRecords(0, 100)).toEqual(await local(source, (l) => l.readRecords(0, 24)));
+    });
+  });
+
   it('refuses a host name that holds another log, and bad input, with one line and exit 2', async () => {
     const other = join(dir, 'other.sqlite');
     const s = SqliteEventStore.open(other, { logId: 'another log' });
@@ -105,6 +122,6 @@ describe('iommu-orch ship', () => {
     const missing = await cli('ship', '--db', join(dir, 'nope.sqlite'), '--to', url, '--host', 'x');
     expect(missing.code).toBe(2);
     expect(missing.err.split('\n')).toHaveLength(1);
-    expect(await PostgresEventStore.hosts(url)).toEqual(['alpha', 'beta', 'gamma']);
+    expect(await PostgresEventStore.hosts(url)).toEqual(['alpha', 'beta', 'delta', 'gamma']);
   });
 });

@@ -189,7 +189,7 @@ export class PostgresEventStore implements EventStore {
    * Writes rows shipped from another engine exactly as they are, checking them as the chain's verifier
    * would: rows at or below the head must be the ones already stored (a shipper that re-sends them, or
    * two shippers racing, add nothing); the rest must continue the positions, the hash chain and every
-   * stream's versions. A row that does not is CORRUPT and nothing of the batch is written.
+   * stream's versions. A row that does not is CHAIN_BROKEN and nothing of the batch is written.
    * Returns the head after the batch and how many rows were new.
    */
   async importBatch(batch: ImportBatch): Promise<{ head: number; imported: number }> {
@@ -202,7 +202,7 @@ export class PostgresEventStore implements EventStore {
         );
         const hashes = new Map(stored.rows.map((r) => [Number(r.position), r.hash.toString('hex')]));
         for (const r of known) {
-          if (hashes.get(r.position) !== r.hash) throw corrupt(this.host, r.position, 'differs from the row already stored there: the logs diverged');
+          if (hashes.get(r.position) !== r.hash) throw chainBroken(this.host, r.position, 'differs from the row already stored there: the logs diverged');
         }
       }
       const fresh = batch.records.filter((r) => r.position > head);
@@ -210,10 +210,10 @@ export class PostgresEventStore implements EventStore {
       let position = head;
       let hash = headHash;
       for (const r of fresh) {
-        if (r.position !== position + 1) throw corrupt(this.host, position + 1, `is missing (the next row is ${r.position})`);
-        if (chainHash(hash, r) !== r.hash) throw corrupt(this.host, r.position, 'does not match the hash chain: it was edited, moved or inserted');
+        if (r.position !== position + 1) throw chainBroken(this.host, position + 1, `is missing (the next row is ${r.position})`);
+        if (chainHash(hash, r) !== r.hash) throw chainBroken(this.host, r.position, 'does not match the hash chain: it was edited, moved or inserted');
         const last = versions.get(r.streamId) ?? (await this.versionOf(c, r.streamId));
-        if (r.streamVersion !== last + 1) throw corrupt(this.host, r.position, `takes stream ${r.streamId} from version ${last} to ${r.streamVersion}`);
+        if (r.streamVersion !== last + 1) throw chainBroken(this.host, r.position, `takes stream ${r.streamId} from version ${last} to ${r.streamVersion}`);
         versions.set(r.streamId, r.streamVersion);
         position = r.position;
         hash = r.hash;
@@ -378,12 +378,15 @@ export class PostgresEventStore implements EventStore {
     } catch (e) {
       throw asStoreError(e, what);
     }
+    let broken: Error | undefined;
     try {
       return await fn(c);
     } catch (e) {
+      // An error the server did not send (a dropped connection) leaves the client unusable: drop it from the pool.
+      if (!StoreError.is(e) && !(e instanceof TypeError) && !(e instanceof pg.DatabaseError)) broken = e instanceof Error ? e : new Error(String(e));
       throw asStoreError(e, what);
     } finally {
-      c.release();
+      c.release(broken);
     }
   }
 
@@ -477,8 +480,8 @@ interface EventRow {
   metadata: string;
 }
 
-function corrupt(host: string, position: number, what: string): StoreError {
-  return new StoreError('CORRUPT', `host ${host}: the shipped row at position ${position} ${what}`);
+function chainBroken(host: string, position: number, what: string): StoreError {
+  return new StoreError('CHAIN_BROKEN', `host ${host}: the shipped row at position ${position} ${what}`);
 }
 
 function asStoreError(e: unknown, what: string): unknown {

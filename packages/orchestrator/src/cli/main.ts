@@ -56,7 +56,7 @@ function exitCodeFor(e: unknown, io: Io): number {
   }
   if (StoreError.is(e)) {
     io.err(`iommu-orch: ${e.message}`);
-    return e.code === 'WRONG_EXPECTED_VERSION' || e.code === 'BUSY' ? EXIT.failed : EXIT.badInput;
+    return e.code === 'WRONG_EXPECTED_VERSION' || e.code === 'BUSY' || e.code === 'CHAIN_BROKEN' ? EXIT.failed : EXIT.badInput;
   }
   io.err(`iommu-orch: internal error: ${e instanceof Error ? e.message : String(e)}`);
   return EXIT.internal;
