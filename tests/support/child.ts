@@ -42,8 +42,8 @@ export class ChildScript {
     this.proc.stdin.write(`${line}\n`);
   }
 
-  kill(): void {
-    this.proc.kill('SIGKILL');
+  kill(signal: NodeJS.Signals = 'SIGKILL'): void {
+    this.proc.kill(signal);
   }
 
   get errors(): string {

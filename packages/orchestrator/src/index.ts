@@ -20,6 +20,7 @@ export { HOST_STREAM, replay, toDomainEvent, type ReplayOptions, type ReplayResu
 export {
   checkSnapshot, newestValidSnapshot, SNAPSHOT_FORMAT_ID, snapshotOf, type SnapshotCheck, type SnapshotRejection, type SnapshotStart,
 } from './snapshots.js';
+export { shipLog, type ShipOptions, type ShipReport } from './ship/ship.js';
 export { subscribeFrom, type SubscribeOptions } from './subscription.js';
 export { auditLog, type AuditReport, type SnapshotAudit } from './verify.js';
 export {

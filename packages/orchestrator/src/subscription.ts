@@ -15,7 +15,8 @@ export interface SubscribeOptions {
  * A catch-up subscription: every event after position `after`, history first, then live, in position
  * order, each exactly once.
  *
- * The log is the only source. Live notifications (`wake$`) and the poll only say "look again"; every
+ * The log is the only source. Live notifications (`wake$`, and the store's own `watch`, which is
+ * PostgreSQL's LISTEN/NOTIFY) and the poll only say "look again"; every
  * event is read from the store with `position > last` in pages of `pageSize`. So the switch from
  * history to live cannot lose or repeat an event (there is no second source to reconcile), events that
  * another process appends are found by the poll, and memory is bounded by one page: the next page is
@@ -56,7 +57,11 @@ export function subscribeFrom(store: EventStore, after: number, options: Subscri
       }
     };
     const wakes = merge(options.wake$ ?? EMPTY, interval(pollMs, options.scheduler ?? asyncScheduler)).subscribe(() => void pump());
+    const unwatch = store.watch?.(() => void pump());
     void pump();
-    return () => wakes.unsubscribe();
+    return () => {
+      wakes.unsubscribe();
+      unwatch?.();
+    };
   });
 }

@@ -6,9 +6,12 @@
  * - NOT_A_DATABASE / CORRUPT / SCHEMA_TOO_NEW / NOT_FOUND: the file cannot be used; it is left untouched.
  * - BUSY: another writer held the lock past the busy timeout.
  * - READ_ONLY: a write through a connection opened read-only.
+ * - LOG_MISMATCH: a host name already holds another log (another log id) in the central database.
+ * - CHAIN_BROKEN: rows offered for import do not continue the log (position, hash chain or stream
+ *   version): the source was edited; nothing of that batch was written.
  */
 export type StoreErrorCode =
-  | 'WRONG_EXPECTED_VERSION' | 'DUPLICATE_EVENT_ID' | 'NOT_A_DATABASE' | 'CORRUPT' | 'SCHEMA_TOO_NEW' | 'NOT_FOUND' | 'BUSY' | 'READ_ONLY';
+  | 'WRONG_EXPECTED_VERSION' | 'DUPLICATE_EVENT_ID' | 'NOT_A_DATABASE' | 'CORRUPT' | 'SCHEMA_TOO_NEW' | 'NOT_FOUND' | 'BUSY' | 'READ_ONLY' | 'LOG_MISMATCH' | 'CHAIN_BROKEN';
 
 export class StoreError extends Error {
   override readonly name: string = 'StoreError';

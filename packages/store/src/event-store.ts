@@ -111,6 +111,11 @@ export interface EventStore {
   logId(): Promise<string | null>;
   /** The newest snapshot of the stream at or before `position`. */
   latestSnapshot(streamId: string, position: number): Promise<Snapshot | null>;
+  /**
+   * Optional live hint (PostgreSQL: LISTEN/NOTIFY): calls `listener` when an append to this log commits,
+   * from any connection or process. Never a source of events, only "read again". Returns a stop function.
+   */
+  watch?(listener: () => void): () => void;
   close(): Promise<void>;
 }
 

@@ -7,3 +7,4 @@ export {
 export { chainHash, genesisHash, recordBytes, sha256Hex, verifyChain, type ChainReport, type TrustedHead } from './hash-chain.js';
 export { MemoryEventStore } from './memory-store.js';
 export { SQLITE_SCHEMA_VERSION, SqliteEventStore, type SqliteStoreOptions } from './sqlite-store.js';
+export { PostgresEventStore, type ImportBatch, type PostgresStoreOptions } from './postgres-store.js';

@@ -219,6 +219,26 @@ export class SqliteEventStore implements EventStore {
     };
   }
 
+  /** Commands whose last position is in (after, through], by position: what a shipper copies with those rows. */
+  async readCommands(after: number, through: number): Promise<CommandRecord[]> {
+    return this.run('read', () =>
+      (this.stmts.commandsIn?.all(after, through) ?? []).map((row) => ({
+        commandId: row.command_id, streamId: row.stream_id, firstPosition: row.first_position, lastPosition: row.last_position,
+        nextExpectedVersion: row.stream_version, result: JSON.parse(row.result) as unknown,
+      })),
+    );
+  }
+
+  /** Snapshots at positions in (after, through], by position. */
+  async readSnapshots(after: number, through: number): Promise<Snapshot[]> {
+    return this.run('read', () =>
+      (this.stmts.snapshotsIn?.all(after, through) ?? []).map((row) => ({
+        streamId: row.stream_id, position: row.position, streamVersion: row.stream_version, format: row.format,
+        stateHash: row.state_hash.toString('hex'), logHash: row.log_hash.toString('hex'), state: row.state,
+      })),
+    );
+  }
+
   async close(): Promise<void> {
     if (this.db.open) this.db.close();
   }
@@ -267,6 +287,16 @@ function prepare(db: Database.Database, schemaVersion: number) {
     latestSnapshot: optional(() =>
       db.prepare<[string, number], { position: number; stream_version: number; format: string; state_hash: Buffer; log_hash: Buffer; state: string }>(
         'SELECT position, stream_version, format, state_hash, log_hash, state FROM snapshots WHERE stream_id = ? AND position <= ? ORDER BY position DESC LIMIT 1',
+      ),
+    ),
+    commandsIn: optional(() =>
+      db.prepare<[number, number], { command_id: string; stream_id: string; first_position: number; last_position: number; stream_version: number; result: string }>(
+        'SELECT command_id, stream_id, first_position, last_position, stream_version, result FROM commands WHERE last_position > ? AND last_position <= ? ORDER BY last_position',
+      ),
+    ),
+    snapshotsIn: optional(() =>
+      db.prepare<[number, number], { stream_id: string; position: number; stream_version: number; format: string; state_hash: Buffer; log_hash: Buffer; state: string }>(
+        'SELECT stream_id, position, stream_version, format, state_hash, log_hash, state FROM snapshots WHERE position > ? AND position <= ? ORDER BY position',
       ),
     ),
     append: db.readonly

@@ -3,26 +3,26 @@ import type { TrustedHead } from '@iommu-orch/store';
 import type { Command } from 'commander';
 import { InputError } from '../command-schema.js';
 import { auditLog, type AuditReport } from '../verify.js';
-import { dbOption, EXIT, withReadonlyStore, type CliContext, type Io } from './io.js';
+import { addLogSource, EXIT, withLogSource, type CliContext, type Io, type LogSource } from './io.js';
 
 /**
  * `audit verify`: checks the hash chain and the snapshots of a log (verify.ts), read-only. Exit 0 when
  * everything verifies, 1 when something was altered, 2 when the file is not a usable log.
  */
 export function registerAuditVerify(audit: Command, ctx: CliContext): void {
-  audit
+  const verify = audit
     .command('verify')
     .description('check the hash chain over every event and every snapshot; print the event count and head hash')
-    .addOption(dbOption())
     .option('--expect <position:hash>', 'a head published earlier: the log must still hold this hash at this position')
     .option('--json', 'machine-readable report')
-    .action(async (opts: { db: string; expect?: string; json?: boolean }) => {
+    .action(async (opts: LogSource & { expect?: string; json?: boolean }) => {
       const trusted = parseTrustedHead(opts.expect);
-      const report = await withReadonlyStore(opts.db, (store) => auditLog(store, trusted ? { trusted } : {}));
+      const report = await withLogSource(opts, (store) => auditLog(store, trusted ? { trusted } : {}));
       if (opts.json) ctx.io.out(canonicalJson(reportJson(report)));
       else printReport(ctx.io, report);
       ctx.setExitCode(report.ok ? EXIT.ok : EXIT.failed);
     });
+  addLogSource(verify);
 }
 
 export function parseTrustedHead(text: string | undefined): TrustedHead | undefined {

@@ -5,6 +5,7 @@ import { Option, type Command } from 'commander';
 import { auditDiff, renderDiff } from '../audit/diff.js';
 import { auditExplain, renderExplanation } from '../audit/explain.js';
 import { indexedHistory } from '../audit/history-index.js';
+import { fleetHistory, renderFleetHistory } from '../audit/fleet.js';
 import { auditHistory, renderHistory } from '../audit/history.js';
 import { CATEGORIES, type Category, type Entity } from '../audit/concerns.js';
 import { renderReportHtml } from '../audit/report-html.js';
@@ -13,7 +14,7 @@ import type { Bound } from '../audit/scan.js';
 import { InputError } from '../command-schema.js';
 import { renderState, stateHeading } from '../render.js';
 import { replay } from '../replay.js';
-import { dbOption, withReadonlyStore, type CliContext } from './io.js';
+import { addLogSource, fleetStore, withLogSource, type CliContext, type LogSource } from './io.js';
 
 /**
  * The `audit` group: questions answered from the event log, read-only. Every subcommand opens the log
@@ -30,13 +31,12 @@ export function registerAudit(program: Command, ctx: CliContext): Command {
   audit
     .command('replay')
     .description('the state as of a position (or ISO time), rebuilt from the log')
-    .addOption(dbOption())
     .addOption(at())
     .option('--json', 'canonical JSON state')
-    .action(async (opts: { db: string; at?: string; json?: boolean }) => {
+    .action(async (opts: LogSource & { at?: string; json?: boolean }) => {
       const to = parseBound('--at', opts.at);
       // The newest valid snapshot plus the tail, bounded by the head seen now (a writer may go on).
-      const r = await withReadonlyStore(opts.db, async (store) => {
+      const r = await withLogSource(opts, async (store) => {
         const head = await store.head();
         if (to && 'position' in to && to.position > head) throw new InputError(`position ${to.position} is past the end of the log (head ${head})`);
         return { head, ...(await replay(store, to === undefined ? { at: head } : 'position' in to ? { at: to.position } : { at: head, until: to.time })) };
@@ -48,7 +48,6 @@ export function registerAudit(program: Command, ctx: CliContext): Command {
   audit
     .command('history')
     .description('timeline of one device, group or context: ownership, attachment, windows, mappings, hotplug')
-    .addOption(dbOption())
     .option('--device <dddd:bb:dd.f>', 'a PCI device')
     .option('--group <id>', 'an IOMMU group id')
     .option('--context <id>', 'a user context (iommufd context / VFIO container)')
@@ -56,13 +55,22 @@ export function registerAudit(program: Command, ctx: CliContext): Command {
     .option('--kind <list>', `only these kinds of change, comma-separated: ${CATEGORIES.join(', ')}`)
     .option('--index <file>', 'answer from this sidecar index (created, then kept up to date), instead of a pass over the log')
     .option('--json', 'canonical JSON')
-    .action(async (opts: { db: string; device?: string; group?: string; context?: string; at?: string; kind?: string; index?: string; json?: boolean }) => {
+    .action(async (opts: LogSource & { device?: string; group?: string; context?: string; at?: string; kind?: string; index?: string; json?: boolean }) => {
       const entity = parseEntity(opts);
       const to = parseBound('--at', opts.at);
       const kinds = parseKinds(opts.kind);
       const options = { ...(to ? { to } : {}), ...(kinds ? { kinds } : {}) };
-      if (opts.index !== undefined) refuseAuditedFile(opts.db, opts.index, '--index');
-      const h = await withReadonlyStore(opts.db, (store) =>
+      const fleet = fleetStore(opts);
+      if (fleet !== undefined) {
+        // Positions are per host, so only a time bounds a fleet-wide answer.
+        if (to && 'position' in to) throw new InputError('--store without --host asks every host: --at wants an ISO 8601 time, positions are per host');
+        if (opts.index !== undefined) throw new InputError('--index answers one log: give --host with --store, or --db');
+        const f = await fleetHistory(fleet, entity, options);
+        print(opts.json, f, () => renderFleetHistory(f));
+        return;
+      }
+      if (opts.index !== undefined && opts.db !== undefined) refuseAuditedFile(opts.db, opts.index, '--index');
+      const h = await withLogSource(opts, (store) =>
         opts.index === undefined ? auditHistory(store, entity, options) : indexedHistory(store, opts.index, entity, options),
       );
       print(opts.json, h, () => renderHistory(h));
@@ -71,46 +79,44 @@ export function registerAudit(program: Command, ctx: CliContext): Command {
   audit
     .command('diff')
     .description('what changed between two points: devices, PEs, groups, ownership, domains, windows, mappings (as ranges)')
-    .addOption(dbOption())
     .addOption(new Option('--from <position|time>', 'the earlier point').makeOptionMandatory())
     .option('--to <position|time>', 'the later point (default: the head)')
     .option('--json', 'canonical JSON')
-    .action(async (opts: { db: string; from: string; to?: string; json?: boolean }) => {
+    .action(async (opts: LogSource & { from: string; to?: string; json?: boolean }) => {
       const from = parseBound('--from', opts.from)!;
       const to = parseBound('--to', opts.to);
-      const d = await withReadonlyStore(opts.db, (store) => auditDiff(store, from, to));
+      const d = await withLogSource(opts, (store) => auditDiff(store, from, to));
       print(opts.json, d, () => renderDiff(d));
     });
 
   audit
     .command('explain')
     .description('can a device reach an IOVA, through which group, domain, window and TCE, and which event mapped it')
-    .addOption(dbOption())
     .addOption(new Option('--device <dddd:bb:dd.f>', 'the PCI device').makeOptionMandatory())
     .addOption(new Option('--iova <address>', 'bus address, hex (0x...) or decimal').makeOptionMandatory())
     .addOption(at())
     .option('--json', 'canonical JSON')
-    .action(async (opts: { db: string; device: string; iova: string; at?: string; json?: boolean }) => {
+    .action(async (opts: LogSource & { device: string; iova: string; at?: string; json?: boolean }) => {
       const bdf = parseDevice(opts.device);
       const iova = parseU64(opts.iova);
       if (iova === null) throw new InputError(`--iova wants a 64-bit address (hex 0x... or decimal), got "${opts.iova}"`);
       const to = parseBound('--at', opts.at);
-      const x = await withReadonlyStore(opts.db, (store) => auditExplain(store, bdf, iova, to ? { to } : {}));
+      const x = await withLogSource(opts, (store) => auditExplain(store, bdf, iova, to ? { to } : {}));
       print(opts.json, x, () => renderExplanation(x));
     });
 
   audit
     .command('report')
     .description('one self-contained HTML page: topology and owners, timeline, window occupancy')
-    .addOption(dbOption())
     .addOption(new Option('--out <file>', 'HTML file to write').makeOptionMandatory())
     .addOption(at())
     .option('--json', 'print the report model as canonical JSON too')
-    .action(async (opts: { db: string; out: string; at?: string; json?: boolean }) => {
-      refuseAuditedFile(opts.db, opts.out, '--out');
+    .action(async (opts: LogSource & { out: string; at?: string; json?: boolean }) => {
+      if (opts.db !== undefined) refuseAuditedFile(opts.db, opts.out, '--out');
       const to = parseBound('--at', opts.at);
-      const model = await withReadonlyStore(opts.db, (store) => auditReport(store, to ? { to } : {}));
-      const html = renderReportHtml(model, opts.db);
+      const model = await withLogSource(opts, (store) => auditReport(store, to ? { to } : {}));
+      // Never the --store URL: it may hold a password.
+      const html = renderReportHtml(model, opts.db ?? `host ${opts.host ?? ''}`);
       try {
         writeFileSync(opts.out, html);
       } catch (e) {
@@ -120,6 +126,7 @@ export function registerAudit(program: Command, ctx: CliContext): Command {
       print(opts.json, { out: opts.out, bytes: Buffer.byteLength(html), model }, () =>
         `wrote ${opts.out} (${Buffer.byteLength(html)} bytes): position ${model.position} of ${model.head}, ${model.events} events, ${devices} devices, ${groups} groups, ${model.windows.length} windows`);
     });
+  for (const c of audit.commands) addLogSource(c);
   return audit;
 }
 

@@ -6,6 +6,7 @@ import { registerAuditVerify } from './audit-verify.js';
 import { registerDemo } from './demo.js';
 import { EXIT, type CliContext, type Io } from './io.js';
 import { registerRun } from './run.js';
+import { registerShip } from './ship.js';
 import { registerStress } from './stress.js';
 
 /** The iommu-orch command line. Exit codes are decided here (see io.ts) and nowhere else. */
@@ -28,6 +29,7 @@ export async function main(argv: readonly string[], io: Io = processIo): Promise
   registerDemo(program, ctx);
   registerAuditVerify(registerAudit(program, ctx), ctx);
   registerStress(program, ctx);
+  registerShip(program, ctx);
   try {
     await program.parseAsync([...argv], { from: 'user' });
     return code;
@@ -54,7 +56,7 @@ function exitCodeFor(e: unknown, io: Io): number {
   }
   if (StoreError.is(e)) {
     io.err(`iommu-orch: ${e.message}`);
-    return e.code === 'WRONG_EXPECTED_VERSION' || e.code === 'BUSY' ? EXIT.failed : EXIT.badInput;
+    return e.code === 'WRONG_EXPECTED_VERSION' || e.code === 'BUSY' || e.code === 'CHAIN_BROKEN' ? EXIT.failed : EXIT.badInput;
   }
   io.err(`iommu-orch: internal error: ${e instanceof Error ? e.message : String(e)}`);
   return EXIT.internal;

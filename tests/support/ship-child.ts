@@ -1,0 +1,13 @@
+/**
+ * The `iommu-orch ship` command in a child process of its own (run with tsx, reading the workspace
+ * sources), so a test can SIGKILL a shipper mid-way:
+ *   tsx --conditions=@iommu-orch/source support/ship-child.ts <ship arguments...>
+ * Prints what the CLI prints (a "batch: ..." line after every committed batch), then "exit <code>".
+ */
+import { main } from '@iommu-orch/orchestrator';
+import { writeSync } from 'node:fs';
+
+const say = (line: string): void => void writeSync(1, `${line}\n`);
+const code = await main(['ship', ...process.argv.slice(2)], { out: say, err: (t) => void writeSync(2, `${t}\n`) });
+say(`exit ${code}`);
+process.exit(code);
