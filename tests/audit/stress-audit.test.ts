@@ -324,7 +324,10 @@ let mid: number;
 let midOwners: Map<number, string>;
 
 beforeAll(async () => {
-  report = await runStress({ seed: 12, ops: 3000, actors: 4, db, topology: loadTopology(defaultTopologyPath()) });
+  // EEH and KVM traffic are left out of this run's mix: a permanent failure or a full-hotplug recovery
+  // re-numbers groups and removes devices by rules the tracker below does not re-derive; their audit
+  // audit answers are checked on the EEH scenario logs in eeh-audit.test.ts.
+  report = await runStress({ seed: 12, ops: 3000, actors: 4, db, topology: loadTopology(defaultTopologyPath()), mix: { eeh: 0, kvm: 0 } });
   expect(report.violations).toEqual([]);
   const store = SqliteEventStore.open(db);
   const batches: { commandId: string; commandType: string; events: LoggedEvent[] }[] = [];

@@ -35,6 +35,7 @@ export {
 } from './sagas/saga.js';
 export { Prng } from './stress/prng.js';
 export { runStress, type StressOptions, type StressReport, type StressViolation } from './stress/runner.js';
+export { STRESS_MIX, type StressOp } from './stress/actors.js';
 export { commandJson, failsAt, reproScenario, shrink, type ShrinkOptions } from './stress/shrink.js';
 export { bootCommands, defaultTopologyPath, loadTopology, stressTopologySchema, type StressTopology } from './stress/topology.js';
 export { recoverPe, type DriverHandlers, type EehHandlers, type EehRecoveryOptions } from './sagas/eeh-recovery.js';

@@ -24,15 +24,19 @@ export interface World {
   readonly drivers: ReadonlyMap<string, string>;
   /** Event time (ms) of the next op: EEH counts freezes by it. */
   readonly now: () => number;
+  /** Relative weights of the kinds of op an actor picks. */
+  readonly mix: Readonly<Record<StressOp, number>>;
 }
 
-const WEIGHTS = {
+/** The default mix of ops; StressOptions.mix overrides single weights (0 leaves a kind out). */
+export const STRESS_MIX = {
   assign: 24, work: 22, release: 10, rebind: 5,
   removeOrderly: 5, removeSurprise: 2, hotAdd: 7,
   sriovEnable: 5, sriovDisable: 3, resume: 6, noise: 6,
   eeh: 2, kvm: 4,
 } as const;
-type Op = keyof typeof WEIGHTS;
+export type StressOp = keyof typeof STRESS_MIX;
+type Op = StressOp;
 
 type Running = { readonly saga: Saga | null; readonly ready: IteratorResult<SagaStep, SagaResult> | null };
 
@@ -97,7 +101,7 @@ export class Actor {
   }
 
   private start(world: World): Command | null {
-    const op = world.rng.weighted<Op>(WEIGHTS);
+    const op = world.rng.weighted<Op>(world.mix);
     const made = this.make(op, world);
     if (made === null) return null;
     if ('next' in made) {

@@ -7,7 +7,7 @@ import { eventBatch } from '../event-batch.js';
 import type { Fault } from '../faults.js';
 import { HOST_STREAM, replay } from '../replay.js';
 import type { StepOutcome } from '../sagas/saga.js';
-import { Actor, type World } from './actors.js';
+import { Actor, STRESS_MIX, type StressOp, type World } from './actors.js';
 import { LogWriter, logDigest } from './log.js';
 import { Prng } from './prng.js';
 import { bootCommands, stressSlots, type StressTopology } from './topology.js';
@@ -37,6 +37,8 @@ export interface StressOptions {
   readonly check?: boolean;
   readonly fault?: Fault | undefined;
   readonly progress?: (done: number, total: number) => void;
+  /** Weights replacing the default ones for some kinds of op (see STRESS_MIX). */
+  readonly mix?: Partial<Record<StressOp, number>>;
 }
 
 export interface StressViolation {
@@ -129,6 +131,7 @@ export async function runStress(o: StressOptions): Promise<StressReport> {
       rng,
       view: () => state,
       now: () => EVENT_EPOCH + op * 1000,
+      mix: { ...STRESS_MIX, ...o.mix },
       slots: stressSlots(o.topology),
       drivers: new Map(
         history.flatMap((c) => (c.type === 'addDevice' ? [c] : c.type === 'enableSlot' ? [...(c.devices ?? [])] : []))
