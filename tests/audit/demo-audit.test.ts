@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli } from '../support/cli.js';
+import { auditJson, cli } from '../support/cli.js';
 
 /**
  * The audit commands on the demo log, each answer checked against the demo's known commands: the
@@ -40,12 +40,7 @@ beforeAll(async () => {
   head = Math.max(...steps.flatMap((s) => s.positions));
 });
 
-async function json<T>(...argv: string[]): Promise<T> {
-  const r = await cli('audit', ...argv, '--db', db, '--json');
-  expect(r.err).toBe('');
-  expect(r.code).toBe(0);
-  return JSON.parse(r.out) as T;
-}
+const json = <T>(...argv: string[]): Promise<T> => auditJson<T>(...argv, '--db', db);
 
 /** Steps (accepted, with events) whose command matches. */
 function stepsWhere(pred: (c: Record<string, unknown>) => boolean): Step[] {

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { bootCommands } from '../support/arbitraries.js';
-import { cli } from '../support/cli.js';
+import { auditJson, cli } from '../support/cli.js';
 import { freshDatabase } from '../support/postgres-server.js';
 
 /**
@@ -41,12 +41,7 @@ beforeAll(async () => {
   }
 });
 
-async function json<T>(...argv: string[]): Promise<T> {
-  const r = await cli('audit', ...argv, '--json');
-  expect(r.err).toBe('');
-  expect(r.code).toBe(0);
-  return JSON.parse(r.out) as T;
-}
+const json = auditJson;
 
 interface Owners {
   owners: { subject: string; owner: string; to: unknown }[];

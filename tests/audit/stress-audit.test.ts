@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cli } from '../support/cli.js';
+import { auditJson } from '../support/cli.js';
 
 /**
  * The audit commands on a log the stress runner wrote (4 actors racing sagas, surprise removals,
@@ -358,12 +358,7 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function json<T>(...argv: string[]): Promise<T> {
-  const r = await cli('audit', ...argv, '--db', db, '--json');
-  expect(r.err).toBe('');
-  expect(r.code).toBe(0);
-  return JSON.parse(r.out) as T;
-}
+const json = <T>(...argv: string[]): Promise<T> => auditJson<T>(...argv, '--db', db);
 
 interface HistoryJson {
   head: number;

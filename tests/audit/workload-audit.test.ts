@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { BIN, cli, ROOT } from '../support/cli.js';
+import { BIN, auditJson, cli, ROOT } from '../support/cli.js';
 import { runWorkload, seededRandom, WORKLOAD_CONTEXTS, WORKLOAD_TOPOLOGY, type WorkloadStep } from '../support/workload.js';
 import { Oracle, type OracleState } from './oracle.js';
 
@@ -30,12 +30,7 @@ beforeAll(async () => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function json<T>(...argv: string[]): Promise<T> {
-  const r = await cli('audit', ...argv, '--db', db, '--json');
-  expect(r.err).toBe('');
-  expect(r.code).toBe(0);
-  return JSON.parse(r.out) as T;
-}
+const json = <T>(...argv: string[]): Promise<T> => auditJson<T>(...argv, '--db', db);
 
 interface HistoryJson {
   head: number;

@@ -1,3 +1,4 @@
+import { expect } from 'vitest';
 import { main } from '@iommu-orch/orchestrator';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -17,4 +18,12 @@ export async function cli(...argv: string[]): Promise<{ code: number; out: strin
 export function spawnCli(...argv: string[]): { code: number; out: string; err: string } {
   const r = spawnSync(process.execPath, [BIN, ...argv], { encoding: 'utf8', cwd: ROOT });
   return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+}
+
+/** Runs `iommu-orch audit <argv> --json`, which must succeed without a word on stderr, and parses it. */
+export async function auditJson<T>(...argv: string[]): Promise<T> {
+  const r = await cli('audit', ...argv, '--json');
+  expect(r.err).toBe('');
+  expect(r.code).toBe(0);
+  return JSON.parse(r.out) as T;
 }
