@@ -16,7 +16,9 @@ let skipped = 0;
 try {
   const r = JSON.parse(readFileSync(report, 'utf8'));
   passed = r.numPassedTests;
-  failed = r.numFailedTests + (r.numFailedTestSuites ?? 0);
+  // A file that failed without running a test (an import error) counts as one failure.
+  const broken = (r.testResults ?? []).filter((f) => f.status === 'failed' && (f.assertionResults ?? []).length === 0).length;
+  failed = r.numFailedTests + broken;
   skipped = r.numPendingTests + r.numTodoTests;
 } catch {
   failed = Math.max(1, failed);
