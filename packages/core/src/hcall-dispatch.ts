@@ -12,8 +12,8 @@ import { toHex } from './u64.js';
  *   never has one: the table is indexed by opcode / 4 and refuses opcode & 3).
  * - Under KVM, the kernel sees the `sc 1` first. From guest problem state it never becomes an hcall
  *   (book3s_hv.c kvmppc_handle_exit_hv: a privileged program check for a radix guest, a syscall
- *   reflected to the guest kernel for a hash guest; PR KVM and the old P7/P8 real-mode path reflect
- *   it too): no H_* code reaches the guest, which the model refuses with EPERM. Otherwise KVM answers
+ *   reflected to the guest kernel for a hash guest; the old P7/P8 real-mode path reflects it too):
+ *   no H_* code reaches the guest, which the model refuses with EPERM. Otherwise KVM answers
  *   the hcalls it handles and punts every other one (H_TOO_HARD, an opcode it does not know) to
  *   QEMU's spapr_hypercall, so H_FUNCTION comes from QEMU either way.
  *
