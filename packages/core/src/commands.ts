@@ -106,7 +106,8 @@ export type Command =
   | { readonly type: 'eehHotplugReset'; readonly pe: string }
   | { readonly type: 'vfioEehPeOp'; readonly context: string; readonly op: number; readonly flags?: number; readonly err?: EehErrSpec }
   // The guest's TCE hypercalls (KVM for its tables, else QEMU) and KVM's set-up ioctls; preregistration.
-  | { readonly type: 'hPutTce'; readonly liobn: number; readonly ioba: bigint; readonly tce: bigint; readonly layer?: HcallLayer }
+  // `problemState`: the guest made the call from problem state (MSR[PR]=1; hcall-dispatch.ts).
+  | { readonly type: 'hPutTce'; readonly liobn: number; readonly ioba: bigint; readonly tce: bigint; readonly layer?: HcallLayer; readonly problemState?: boolean }
   | {
       readonly type: 'hPutTceIndirect';
       readonly liobn: number;
@@ -115,9 +116,12 @@ export type Command =
       readonly tceList: bigint;
       readonly tces: readonly bigint[];
       readonly layer?: HcallLayer;
+      readonly problemState?: boolean;
     }
-  | { readonly type: 'hStuffTce'; readonly liobn: number; readonly ioba: bigint; readonly tce: bigint; readonly npages: number; readonly layer?: HcallLayer }
-  | { readonly type: 'hGetTce'; readonly liobn: number; readonly ioba: bigint; readonly layer?: HcallLayer }
+  | { readonly type: 'hStuffTce'; readonly liobn: number; readonly ioba: bigint; readonly tce: bigint; readonly npages: number; readonly layer?: HcallLayer; readonly problemState?: boolean }
+  | { readonly type: 'hGetTce'; readonly liobn: number; readonly ioba: bigint; readonly layer?: HcallLayer; readonly problemState?: boolean }
+  /** Any other hcall opcode: the dispatch answers it (H_PRIVILEGE, H_FUNCTION) or the model cannot say. */
+  | { readonly type: 'hcall'; readonly opcode: number; readonly problemState?: boolean }
   | { readonly type: 'kvmCreateSpaprTce'; readonly liobn: number; readonly pageShift: number; readonly offset: bigint; readonly size: bigint }
   | { readonly type: 'kvmSetMemslot'; readonly slot: number; readonly gpa: bigint; readonly size: bigint; readonly ua: bigint }
   | { readonly type: 'kvmLinkGroup'; readonly liobn: number; readonly context: string; readonly group: number }

@@ -4,6 +4,7 @@ import { allocPagingDomain, attachDevice, detachDevice, freeDomain, iovaToPhys, 
 import { eehFail, eehFreeze, eehHotplugReset, eehReport, eehReset, eehResume, eehThaw } from './eeh.js';
 import { fail, IommuError } from './errors.js';
 import { vfioEehPeOp } from './vfio-eeh.js';
+import { hcallUnhandled } from './hcall-dispatch.js';
 import { hGetTce, hPutTce, hPutTceIndirect, hStuffTce, kvmCreateSpaprTce, kvmLinkGroup, kvmSetMemslot } from './kvm-tce.js';
 import { registerMemory, unregisterMemory } from './prereg.js';
 import {
@@ -147,13 +148,15 @@ function run(tx: Tx, c: Command): Output {
     case 'vfioEehPeOp':
       return vfioEehPeOp(tx, { ...c, context: context(c.context) });
     case 'hPutTce':
-      return hPutTce(tx, c.liobn, c.ioba, c.tce, c.layer);
+      return hPutTce(tx, c.liobn, c.ioba, c.tce, c.layer, c.problemState);
     case 'hPutTceIndirect':
-      return hPutTceIndirect(tx, c.liobn, c.ioba, c.tceList, c.tces, c.layer);
+      return hPutTceIndirect(tx, c.liobn, c.ioba, c.tceList, c.tces, c.layer, c.problemState);
     case 'hStuffTce':
-      return hStuffTce(tx, c.liobn, c.ioba, c.tce, c.npages, c.layer);
+      return hStuffTce(tx, c.liobn, c.ioba, c.tce, c.npages, c.layer, c.problemState);
     case 'hGetTce':
-      return hGetTce(tx.state, c.liobn, c.ioba, c.layer);
+      return hGetTce(tx.state, c.liobn, c.ioba, c.layer, c.problemState);
+    case 'hcall':
+      return hcallUnhandled(tx.state, c.opcode, c.problemState);
     case 'kvmCreateSpaprTce':
       return kvmCreateSpaprTce(tx, c.liobn, c.pageShift, c.offset, c.size);
     case 'kvmSetMemslot':

@@ -4,6 +4,7 @@ import {
   emitPut, emitStuff, guestTce, liobnKey, MAX_INDIRECT_TCES, qemuGetTce, qemuPutTce, qemuPutTceIndirect, qemuStuffTce, TCE_LIST_ALIGN,
   tcePerm, type GuestTable,
 } from './guest-tce.js';
+import { hcallEntry } from './hcall-dispatch.js';
 import { hwptOfDomain } from './iommufd-ctx.js';
 import { preregAt } from './prereg.js';
 import { put, type State, type Window } from './state.js';
@@ -204,7 +205,8 @@ function kvmHandles(state: State, liobn: number, layer: HcallLayer | undefined):
   return layer === 'kvm' || (layer === undefined && state.kvmTables[liobnKey(liobn)] !== undefined);
 }
 
-export function hPutTce(tx: Tx, liobn: number, ioba: bigint, tce: bigint, layer?: HcallLayer): Output {
+export function hPutTce(tx: Tx, liobn: number, ioba: bigint, tce: bigint, layer?: HcallLayer, problemState?: boolean): Output {
+  hcallEntry(tx.state, problemState, layer);
   if (!kvmHandles(tx.state, liobn, layer)) return qemuPutTce(tx, liobn, ioba, tce);
   const kt = requireKvmTable(tx.state, liobn);
   const idx = kvmIndex(kt, ioba, 1);
@@ -216,7 +218,10 @@ export function hPutTce(tx: Tx, liobn: number, ioba: bigint, tce: bigint, layer?
 }
 
 /** Every TCE is validated before any is written: a refused list writes nothing. */
-export function hPutTceIndirect(tx: Tx, liobn: number, ioba: bigint, tceList: bigint, tces: readonly bigint[], layer?: HcallLayer): Output {
+export function hPutTceIndirect(
+  tx: Tx, liobn: number, ioba: bigint, tceList: bigint, tces: readonly bigint[], layer?: HcallLayer, problemState?: boolean,
+): Output {
+  hcallEntry(tx.state, problemState, layer);
   if (!kvmHandles(tx.state, liobn, layer)) return qemuPutTceIndirect(tx, liobn, ioba, tceList, tces);
   const kt = requireKvmTable(tx.state, liobn);
   if (tces.length > MAX_INDIRECT_TCES) fail('H_PARAMETER', `${tces.length} TCEs: at most ${MAX_INDIRECT_TCES} per call`);
@@ -231,7 +236,8 @@ export function hPutTceIndirect(tx: Tx, liobn: number, ioba: bigint, tceList: bi
 }
 
 /** Only a value without permission bits may be stuffed (H_PARAMETER); each entry is unmapped everywhere. */
-export function hStuffTce(tx: Tx, liobn: number, ioba: bigint, tce: bigint, npages: number, layer?: HcallLayer): Output {
+export function hStuffTce(tx: Tx, liobn: number, ioba: bigint, tce: bigint, npages: number, layer?: HcallLayer, problemState?: boolean): Output {
+  hcallEntry(tx.state, problemState, layer);
   if (!kvmHandles(tx.state, liobn, layer)) return qemuStuffTce(tx, liobn, ioba, tce, npages);
   const kt = requireKvmTable(tx.state, liobn);
   const idx = kvmIndex(kt, ioba, npages);
@@ -243,7 +249,8 @@ export function hStuffTce(tx: Tx, liobn: number, ioba: bigint, tce: bigint, npag
 }
 
 /** H_GET_TCE: 0 for a page never written. */
-export function hGetTce(state: State, liobn: number, ioba: bigint, layer?: HcallLayer): Output {
+export function hGetTce(state: State, liobn: number, ioba: bigint, layer?: HcallLayer, problemState?: boolean): Output {
+  hcallEntry(state, problemState, layer);
   if (!kvmHandles(state, liobn, layer)) return qemuGetTce(state, liobn, ioba);
   const kt = requireKvmTable(state, liobn);
   return { ret: 'H_SUCCESS', tce: toHex(guestTce(state, asGuestTable(kt), kvmIndex(kt, ioba, 1))) };

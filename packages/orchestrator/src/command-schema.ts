@@ -53,6 +53,8 @@ const shift = z.number().int().nonnegative().max(0xffff_ffff);
 const peId = z.string().min(1);
 /** Which hypercall handler answers; absent: KVM for its own tables, else QEMU. */
 const layer = z.enum(['kvm', 'qemu']).optional();
+/** The guest made the hcall from problem state (MSR[PR]=1). */
+const problemState = z.boolean().optional();
 const u32 = u64.refine((v) => v <= 0xffff_ffffn, 'not a 32-bit value').transform((v) => Number(v));
 
 export const COMMAND_SCHEMAS = {
@@ -124,10 +126,11 @@ export const COMMAND_SCHEMAS = {
   eehResume: z.strictObject({ type: z.literal('eehResume'), pe: peId }),
   eehFail: z.strictObject({ type: z.literal('eehFail'), pe: peId, reason: z.string().min(1) }),
   eehHotplugReset: z.strictObject({ type: z.literal('eehHotplugReset'), pe: peId }),
-  hPutTce: z.strictObject({ type: z.literal('hPutTce'), liobn: u32, ioba: u64, tce: u64, layer }),
-  hPutTceIndirect: z.strictObject({ type: z.literal('hPutTceIndirect'), liobn: u32, ioba: u64, tceList: u64, tces: z.array(u64), layer }),
-  hStuffTce: z.strictObject({ type: z.literal('hStuffTce'), liobn: u32, ioba: u64, tce: u64, npages: z.number().int().nonnegative(), layer }),
-  hGetTce: z.strictObject({ type: z.literal('hGetTce'), liobn: u32, ioba: u64, layer }),
+  hPutTce: z.strictObject({ type: z.literal('hPutTce'), liobn: u32, ioba: u64, tce: u64, layer, problemState }),
+  hPutTceIndirect: z.strictObject({ type: z.literal('hPutTceIndirect'), liobn: u32, ioba: u64, tceList: u64, tces: z.array(u64), layer, problemState }),
+  hStuffTce: z.strictObject({ type: z.literal('hStuffTce'), liobn: u32, ioba: u64, tce: u64, npages: z.number().int().nonnegative(), layer, problemState }),
+  hGetTce: z.strictObject({ type: z.literal('hGetTce'), liobn: u32, ioba: u64, layer, problemState }),
+  hcall: z.strictObject({ type: z.literal('hcall'), opcode: u32, problemState }),
   kvmCreateSpaprTce: z.strictObject({ type: z.literal('kvmCreateSpaprTce'), liobn: u32, pageShift: z.number().int(), offset: u64, size: u64 }),
   kvmSetMemslot: z.strictObject({ type: z.literal('kvmSetMemslot'), slot: id, gpa: u64, size: u64, ua: u64 }),
   kvmLinkGroup: z.strictObject({ type: z.literal('kvmLinkGroup'), liobn: u32, context, group: id }),
