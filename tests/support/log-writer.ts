@@ -12,13 +12,13 @@
 import { canonicalState } from '@iommu-orch/core';
 import { Orchestrator } from '@iommu-orch/orchestrator';
 import { readAll, sha256Hex, SqliteEventStore, WrongExpectedVersionError, type EventStore } from '@iommu-orch/store';
-import { writeSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { commandId, indexClock, writerCommands } from './log-writer-commands.js';
+import { sayTo } from './say.js';
 
 const [db, writer, seed, sequences, ...flags] = process.argv.slice(2);
 if (!db || !writer || !seed || !sequences) throw new Error('usage: log-writer.ts <db> <writer> <seed> <sequences> [--wait-go] [--snapshot-every N]');
-const say = (line: string): void => void writeSync(1, `${line}\n`);
+const say = (line: string): void => sayTo(1, line);
 const flag = (name: string): string | undefined => flags[flags.indexOf(name) + 1];
 
 const commands = writerCommands(Number(seed), Number(sequences));

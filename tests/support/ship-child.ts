@@ -5,9 +5,9 @@
  * Prints what the CLI prints (a "batch: ..." line after every committed batch), then "exit <code>".
  */
 import { main } from '@iommu-orch/orchestrator';
-import { writeSync } from 'node:fs';
+import { sayTo } from './say.js';
 
-const say = (line: string): void => void writeSync(1, `${line}\n`);
-const code = await main(['ship', ...process.argv.slice(2)], { out: say, err: (t) => void writeSync(2, `${t}\n`) });
+const say = (line: string): void => sayTo(1, line);
+const code = await main(['ship', ...process.argv.slice(2)], { out: say, err: (t) => sayTo(2, t) });
 say(`exit ${code}`);
 process.exit(code);
