@@ -1,4 +1,5 @@
-import { decide, initialState, type Command, type Prot, type State } from '@iommu-orch/core';
+import { decide, initialState, invariants, invariantsAfter, type Command, type Prot, type State } from '@iommu-orch/core';
+import { expect } from 'vitest';
 
 /** Applies commands that must succeed; throws with the command and the error otherwise. */
 export function apply(state: State, ...commands: Command[]): State {
@@ -75,4 +76,14 @@ export function sriovHost(): State {
 export function eventTypes(state: State, command: Command): string[] | string {
   const d = decide(state, command);
   return d.ok ? d.events.map((e) => e.type) : d.error.code;
+}
+
+/** Every event of an accepted decision keeps the invariants: incrementally after each, in full at the end. */
+export function expectInvariantsAlong(before: State, states: readonly State[]): void {
+  let prev = before;
+  for (const next of states) {
+    expect(invariantsAfter(prev, next)).toEqual([]);
+    prev = next;
+  }
+  expect(invariants(prev)).toEqual([]);
 }
