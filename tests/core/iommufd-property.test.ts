@@ -81,6 +81,18 @@ describe('iommufd layer (fast-check)', () => {
   });
 });
 
+/** vm1 with IOAS 1 and the NVMe bound as device 2, attached to it (an auto HWPT). */
+function attachedIoas(): State {
+  return apply(
+    initialState,
+    { type: 'addPhb', phb: 0, platform: 'powernv', generation: 'PHB4' },
+    { type: 'addDevice', bdf: '0000:01:00.0', ...NVME },
+    { type: 'ioasAlloc', context: 'vm1' },
+    { type: 'iommufdBind', context: 'vm1', bdf: '0000:01:00.0' },
+    { type: 'deviceAttach', context: 'vm1', device: 2, ptId: 1 },
+  );
+}
+
 /**
  * IOAS map/unmap against a plain list of intervals: FIXED maps succeed unless they touch an area
  * (EEXIST); an unmap succeeds only if it touches areas and contains each whole (ENOENT otherwise) and
@@ -90,14 +102,7 @@ describe('iommufd layer (fast-check)', () => {
 describe('IOAS areas against a reference model (fast-check)', () => {
   const PAGE = 0x1000n;
   const GRID = 64; // pages 0x10..0x4f
-  const base = apply(
-    initialState,
-    { type: 'addPhb', phb: 0, platform: 'powernv', generation: 'PHB4' },
-    { type: 'addDevice', bdf: '0000:01:00.0', ...NVME },
-    { type: 'ioasAlloc', context: 'vm1' },
-    { type: 'iommufdBind', context: 'vm1', bdf: '0000:01:00.0' },
-    { type: 'deviceAttach', context: 'vm1', device: 2, ptId: 1 },
-  );
+  const base = attachedIoas();
   const page = fc.integer({ min: 0x10, max: 0x10 + GRID - 1 });
   const op = fc.oneof(
     fc.record({ kind: fc.constant('map' as const), first: page, pages: fc.integer({ min: 1, max: 8 }), paddr: fc.integer({ min: 1, max: 0xfff }) }),
@@ -154,12 +159,7 @@ describe('IOAS areas against a reference model (fast-check)', () => {
 
 describe('iommufd invariants catch a broken fold', () => {
   const base = apply(
-    initialState,
-    { type: 'addPhb', phb: 0, platform: 'powernv', generation: 'PHB4' },
-    { type: 'addDevice', bdf: '0000:01:00.0', ...NVME },
-    { type: 'ioasAlloc', context: 'vm1' },
-    { type: 'iommufdBind', context: 'vm1', bdf: '0000:01:00.0' },
-    { type: 'deviceAttach', context: 'vm1', device: 2, ptId: 1 },
+    attachedIoas(),
     { type: 'ioasMap', context: 'vm1', ioas: 1, flags: ['FIXED_IOVA', 'READABLE'], iova: 0x10000n, length: 0x4000n, paddr: 0x40000000n },
   );
   const ioas = base.iommufd['vm1']!.objects[1]!;
