@@ -1,6 +1,6 @@
 import { logicalClock, Orchestrator } from '@iommu-orch/orchestrator';
 import {
-  SqliteEventStore, type AppendOptions, type AppendResult, type CommandRecord, type EventRecord, type EventStore, type NewEvent, type Snapshot, type StoredEvent,
+  SqliteEventStore, type AppendOptions, type AppendResult, type CommandRecord, type EventRecord, type EventStore, type FoldRow, type NewEvent, type Snapshot, type StoredEvent,
 } from '@iommu-orch/store';
 import { runWorkload } from '../support/workload.js';
 
@@ -45,6 +45,11 @@ class WriteBehindStore implements EventStore {
   async read(after: number, limit: number): Promise<StoredEvent[]> {
     this.flush();
     return this.inner.read(after, limit);
+  }
+
+  async readFold(after: number, limit: number): Promise<FoldRow[]> {
+    this.flush();
+    return this.inner.readFold(after, limit);
   }
 
   async head(): Promise<number> {

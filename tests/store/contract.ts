@@ -1,6 +1,6 @@
 import { subscribeFrom } from '@iommu-orch/orchestrator';
 import {
-  chainHash, genesisHash, recordBytes, sha256Hex, StoreError, verifyChain, WrongExpectedVersionError,
+  chainHash, genesisHash, parseMetadata, recordBytes, sha256Hex, StoreError, verifyChain, WrongExpectedVersionError,
   type EventRecord, type EventStore, type ExpectedVersion, type NewEvent, type StoredEvent,
 } from '@iommu-orch/store';
 import fc from 'fast-check';
@@ -163,6 +163,23 @@ export function storeContract(name: string, newLog: () => LogUnderTest, options:
       expect((await verifyChain(s, { trusted: { position: 2, hash: rows[1]!.hash } })).ok).toBe(true);
       expect(await verifyChain(s, { trusted: { position: 2, hash: rows[0]!.hash } })).toMatchObject({ ok: false, position: 2 });
       expect(await verifyChain(s, { trusted: { position: 9, hash: rows[0]!.hash } })).toMatchObject({ ok: false, position: 4 });
+      await s.close();
+    });
+
+    it('readFold reads what read does without event ids and versions, the metadata as its stored text', async () => {
+      const s = newLog().connect();
+      await s.append('a', [ev('1', { n: 1, text: 'ünïcödé "q"' }), ev('2')], { expectedVersion: 'any', commandId: 'c' });
+      await s.append('b', [ev('3', [1, null, true])], { expectedVersion: 'any' });
+      await s.append('a', [ev('4', 'x', 'd')], { expectedVersion: 'any' });
+      const read = await s.read(0, 10);
+      const records = await s.readRecords(0, 10);
+      for (const [after, limit] of [[0, 10], [0, 2], [1, 1], [2, 5], [4, 3]] as const) {
+        const folded = await s.readFold(after, limit);
+        expect(folded).toEqual(read.slice(after, after + limit).map((e, i) => ({
+          position: e.position, streamId: e.streamId, type: e.type, schemaVersion: e.schemaVersion, data: e.data, metadataText: records[after + i]!.metadata,
+        })));
+        expect(folded.map((f) => parseMetadata(f.metadataText))).toEqual(read.slice(after, after + limit).map((e) => e.metadata));
+      }
       await s.close();
     });
 

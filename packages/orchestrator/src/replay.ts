@@ -1,5 +1,5 @@
 import { EVENT_SCHEMA_VERSION, evolve, initialState, isEventType, upcast, withTransientTables, type IommuEvent, type Json, type State } from '@iommu-orch/core';
-import { StoreError, type EventStore, type StoredEvent } from '@iommu-orch/store';
+import { parseMetadata, StoreError, type EventStore, type FoldRow, type StoredEvent } from '@iommu-orch/store';
 import { newestValidSnapshot, type SnapshotRejection } from './snapshots.js';
 
 /** Events per read while replaying: bounds memory, amortises the query. */
@@ -13,15 +13,16 @@ export const HOST_STREAM = 'host';
  * an unknown type or a newer schema are refused rather than skipped: replay must never silently build
  * a different state.
  */
-export function toDomainEvent(stored: StoredEvent): IommuEvent {
-  if (!isEventType(stored.type)) throw new StoreError('CORRUPT', `event at position ${stored.position} has unknown type "${stored.type}"`);
-  const v = stored.schemaVersion;
+export function toDomainEvent(stored: Pick<StoredEvent, 'position' | 'type' | 'schemaVersion' | 'data'>): IommuEvent {
+  const { type, schemaVersion: v } = stored;
+  // Nearly every row: a known type at the current schema, nothing to lift.
+  if (v === EVENT_SCHEMA_VERSION && isEventType(type)) return { type, data: stored.data } as IommuEvent;
+  if (!isEventType(type)) throw new StoreError('CORRUPT', `event at position ${stored.position} has unknown type "${type}"`);
   if (v > EVENT_SCHEMA_VERSION) {
     throw new StoreError('SCHEMA_TOO_NEW', `event at position ${stored.position} has schema ${v}; this build reads up to ${EVENT_SCHEMA_VERSION}`);
   }
   if (!Number.isInteger(v) || v < 1) throw new StoreError('CORRUPT', `event at position ${stored.position} has no valid schema version (${v})`);
-  const data = v === EVENT_SCHEMA_VERSION ? stored.data : upcast(stored.type, v, stored.data as Json);
-  return { type: stored.type, data } as IommuEvent;
+  return { type, data: upcast(type, v, stored.data as Json) } as IommuEvent;
 }
 
 export interface ReplayResult {
@@ -57,30 +58,46 @@ export async function replay(store: EventStore, options: ReplayOptions = {}): Pr
     options.snapshots === false
       ? { start: null, rejected: [] }
       : await newestValidSnapshot(store, streamId, { ...(options.at !== undefined && { at: options.at }), ...(until !== undefined && { until }) });
+  const at = options.at ?? Number.POSITIVE_INFINITY;
   let state = start?.state ?? initialState;
-  let position = start?.position ?? 0;
-  let time = start?.time ?? null;
+  let last: FoldRow | undefined;
+  // With a time bound, each row's time is needed: parsed once per metadata text (a command's events share it).
+  let metadataText = '';
+  let rowTime = Number.NaN;
   // Page by page rather than through readAll: a per-event async iteration costs as much as the read itself.
   // Each page folds transiently (TCE leaves copied once per page, not once per event): nobody sees the
-  // states between two events of a page.
-  for (let after = position, done = false; !done; ) {
-    const page = await store.read(after, REPLAY_PAGE);
+  // states between two events of a page. readFold leaves the metadata unparsed: only the last folded
+  // row's time is reported, so only that one is parsed when there is no time bound.
+  for (let after = start?.position ?? 0, done = false; !done && after < at; ) {
+    const limit = Math.min(REPLAY_PAGE, at - after);
+    const page = await store.readFold(after, limit);
     state = withTransientTables(() => {
       let s = state;
-      for (const stored of page) {
-        if ((options.at !== undefined && stored.position > options.at) || (until !== undefined && Date.parse(stored.metadata.time) > until)) {
+      for (const row of page) {
+        if (row.position > at) {
           done = true;
           break;
         }
-        if (stored.streamId !== streamId) continue;
-        s = evolve(s, toDomainEvent(stored));
-        position = stored.position;
-        time = stored.metadata.time;
+        if (until !== undefined) {
+          if (row.metadataText !== metadataText) {
+            metadataText = row.metadataText;
+            rowTime = Date.parse(parseMetadata(metadataText).time);
+          }
+          if (rowTime > until) {
+            done = true;
+            break;
+          }
+        }
+        if (row.streamId !== streamId) continue;
+        s = evolve(s, toDomainEvent(row));
+        last = row;
       }
       return s;
     });
-    if (page.length < REPLAY_PAGE) break;
+    if (page.length < limit) break;
     after = page[page.length - 1]!.position;
   }
+  const position = last?.position ?? start?.position ?? 0;
+  const time = last ? parseMetadata(last.metadataText).time : (start?.time ?? null);
   return { state, position, time, from: start?.position ?? 0, rejectedSnapshots: rejected };
 }

@@ -1,5 +1,5 @@
 import { decodeState, encodeState, SNAPSHOT_FORMAT, type State } from '@iommu-orch/core';
-import { sha256Hex, type EventMetadata, type EventStore, type Snapshot } from '@iommu-orch/store';
+import { parseMetadata, sha256Hex, type EventStore, type Snapshot } from '@iommu-orch/store';
 
 /**
  * Snapshots are a cache of the fold, never a source of truth: one is used only after every check below
@@ -41,7 +41,7 @@ export async function checkSnapshot(store: EventStore, s: Snapshot): Promise<Sna
     return fail(`its state does not decode: ${(e as Error).message}`);
   }
   if (state.version !== s.streamVersion) return fail(`its state is at version ${state.version}, not ${s.streamVersion}`);
-  return { ok: true, start: { state, position: s.position, time: (JSON.parse(row.metadata) as EventMetadata).time } };
+  return { ok: true, start: { state, position: s.position, time: parseMetadata(row.metadata).time } };
 }
 
 export interface SnapshotRejection {

@@ -1,7 +1,10 @@
 import { canonicalState, evolve, initialState } from '@iommu-orch/core';
-import { readAll, verifyChain, type ChainReport, type EventStore, type TrustedHead } from '@iommu-orch/store';
+import { verifyChain, type ChainReport, type EventStore, type TrustedHead } from '@iommu-orch/store';
 import { HOST_STREAM, toDomainEvent } from './replay.js';
 import { checkSnapshot, type SnapshotRejection } from './snapshots.js';
+
+/** Events per read of the full fold: bounds memory, amortises the query. */
+const AUDIT_PAGE = 1000;
 
 export interface SnapshotAudit {
   /** Snapshots compared with a full replay at their position, and equal to it. */
@@ -45,16 +48,22 @@ export async function auditLog(store: EventStore, options: { trusted?: TrustedHe
 
   let matched = 0;
   let state = initialState;
-  for await (const stored of readAll(store)) {
-    if (usable.length === matched) break;
-    if (stored.streamId === streamId) state = evolve(state, toDomainEvent(stored));
-    if (stored.position !== usable[matched]) continue;
-    const check = await checkSnapshot(store, (await store.latestSnapshot(streamId, stored.position))!);
-    if (check.ok && canonicalState(check.start.state) === canonicalState(state)) matched++;
-    else {
-      bad.push({ position: stored.position, reason: 'its state differs from a full replay of the log: the snapshot was forged or the fold changed' });
-      usable.splice(matched, 1);
+  // The full fold, in pages of what a fold needs (readFold), up to the last snapshot to compare.
+  scan: for (let after = 0; matched < usable.length; ) {
+    const page = await store.readFold(after, AUDIT_PAGE);
+    for (const row of page) {
+      if (usable.length === matched) break scan;
+      if (row.streamId === streamId) state = evolve(state, toDomainEvent(row));
+      if (row.position !== usable[matched]) continue;
+      const check = await checkSnapshot(store, (await store.latestSnapshot(streamId, row.position))!);
+      if (check.ok && canonicalState(check.start.state) === canonicalState(state)) matched++;
+      else {
+        bad.push({ position: row.position, reason: 'its state differs from a full replay of the log: the snapshot was forged or the fold changed' });
+        usable.splice(matched, 1);
+      }
     }
+    if (page.length < AUDIT_PAGE) break;
+    after = page[page.length - 1]!.position;
   }
   bad.sort((a, b) => a.position - b.position);
   return { ok: bad.length === 0, chain, snapshots: { matched, foreign, bad } };

@@ -38,6 +38,21 @@ export interface StoredEvent extends NewEvent {
   readonly streamVersion: number;
 }
 
+/**
+ * What a fold needs of a row (replay, snapshot audits): no event id or stream version, the payload parsed,
+ * the metadata left as its stored JSON text. A fold reads the metadata of few rows (replay: the last one,
+ * or one per command with a time bound), and parsing it for every row costs as much as parsing the
+ * payload; parse it where it is needed (`parseMetadata`).
+ */
+export interface FoldRow {
+  readonly position: number;
+  readonly streamId: string;
+  readonly type: string;
+  readonly schemaVersion: number;
+  readonly data: unknown;
+  readonly metadataText: string;
+}
+
 /** A row exactly as stored: payloads as the JSON text that was hashed, and the row's chain hash (hex). */
 export interface EventRecord {
   readonly position: number;
@@ -101,6 +116,8 @@ export interface EventStore {
   append(streamId: string, events: readonly NewEvent[], options: AppendOptions): Promise<AppendResult>;
   /** Events with position > after, in position order, at most `limit` of them. */
   read(after: number, limit: number): Promise<StoredEvent[]>;
+  /** Like read, but only what a fold needs of each row (FoldRow): the replay path. */
+  readFold(after: number, limit: number): Promise<FoldRow[]>;
   /** Like read, but the rows as stored, with their chain hashes: what verification reads. */
   readRecords(after: number, limit: number): Promise<EventRecord[]>;
   /** Position of the last event (0 for an empty log). */
@@ -124,6 +141,11 @@ export function jsonText(value: unknown): string {
   const text = JSON.stringify(value);
   if (text === undefined) throw new TypeError('an event payload must be a JSON value, not undefined');
   return text;
+}
+
+/** The metadata of a row from its stored text (FoldRow.metadataText, EventRecord.metadata). */
+export function parseMetadata(text: string): EventMetadata {
+  return JSON.parse(text) as EventMetadata;
 }
 
 /** Reads every event after `after` in bounded pages. */

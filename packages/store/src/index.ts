@@ -1,7 +1,7 @@
 /** @iommu-orch/store: the append-only, hash-chained event log behind an engine-neutral interface. */
 export { checkExpectedVersion, StoreError, WrongExpectedVersionError, type ExpectedVersion, type StoreErrorCode } from './errors.js';
 export {
-  readAll, type AppendOptions, type AppendResult, type CommandRecord, type EventMetadata, type EventRecord, type EventStore, type NewEvent,
+  parseMetadata, readAll, type AppendOptions, type AppendResult, type CommandRecord, type EventMetadata, type EventRecord, type EventStore, type FoldRow, type NewEvent,
   type Snapshot, type StoredEvent,
 } from './event-store.js';
 export { chainHash, genesisHash, recordBytes, sha256Hex, verifyChain, type ChainReport, type TrustedHead } from './hash-chain.js';

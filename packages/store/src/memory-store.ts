@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { checkExpectedVersion, StoreError } from './errors.js';
 import type {
-  AppendOptions, AppendResult, CommandRecord, EventMetadata, EventRecord, EventStore, NewEvent, Snapshot, StoredEvent,
+  AppendOptions, AppendResult, CommandRecord, EventRecord, EventStore, FoldRow, NewEvent, Snapshot, StoredEvent,
 } from './event-store.js';
-import { jsonText } from './event-store.js';
+import { jsonText, parseMetadata } from './event-store.js';
 import { chainHash, genesisHash, sha256Hex } from './hash-chain.js';
 
 /** The shared log behind one or more MemoryEventStore connections. */
@@ -92,7 +92,13 @@ export class MemoryEventStore implements EventStore {
       type: r.type,
       schemaVersion: r.schemaVersion,
       data: JSON.parse(r.data) as unknown,
-      metadata: JSON.parse(r.metadata) as EventMetadata,
+      metadata: parseMetadata(r.metadata),
+    }));
+  }
+
+  async readFold(after: number, limit: number): Promise<FoldRow[]> {
+    return (await this.readRecords(after, limit)).map((r) => ({
+      position: r.position, streamId: r.streamId, type: r.type, schemaVersion: r.schemaVersion, data: JSON.parse(r.data) as unknown, metadataText: r.metadata,
     }));
   }
 

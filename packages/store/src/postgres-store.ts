@@ -2,9 +2,9 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { checkExpectedVersion, StoreError } from './errors.js';
 import type {
-  AppendOptions, AppendResult, CommandRecord, EventMetadata, EventRecord, EventStore, NewEvent, Snapshot, StoredEvent,
+  AppendOptions, AppendResult, CommandRecord, EventMetadata, EventRecord, EventStore, FoldRow, NewEvent, Snapshot, StoredEvent,
 } from './event-store.js';
-import { jsonText } from './event-store.js';
+import { jsonText, parseMetadata } from './event-store.js';
 import { chainHash, genesisHash, sha256Hex } from './hash-chain.js';
 
 /**
@@ -237,13 +237,23 @@ export class PostgresEventStore implements EventStore {
     return rows.map((r): StoredEvent => {
       if (r.metadata !== text) {
         text = r.metadata;
-        metadata = JSON.parse(r.metadata) as EventMetadata;
+        metadata = parseMetadata(r.metadata);
       }
       return {
         position: Number(r.position), streamId: r.stream_id, streamVersion: Number(r.stream_version), eventId: r.event_id, type: r.type,
         schemaVersion: r.schema_version, data: JSON.parse(r.data) as unknown, metadata,
       };
     });
+  }
+
+  async readFold(after: number, limit: number): Promise<FoldRow[]> {
+    const rows = await this.rows<Pick<EventRow, 'position' | 'stream_id' | 'type' | 'schema_version' | 'data' | 'metadata'>>(
+      'SELECT position, stream_id, type, schema_version, data, metadata FROM iommu_orch_events WHERE host = $1 AND position > $2 ORDER BY position LIMIT $3',
+      [this.host, after, limit],
+    );
+    return rows.map((r) => ({
+      position: Number(r.position), streamId: r.stream_id, type: r.type, schemaVersion: r.schema_version, data: JSON.parse(r.data) as unknown, metadataText: r.metadata,
+    }));
   }
 
   async readRecords(after: number, limit: number): Promise<EventRecord[]> {
