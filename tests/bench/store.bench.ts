@@ -3,7 +3,8 @@
  * - append: commands of 1, 10 and 100 events through SqliteEventStore.append (expected version, command
  *   id, hash chain, WAL + synchronous=FULL) vs a raw better-sqlite3 loop inserting the same rows in
  *   transactions of the same size into a plain table with the same durability;
- * - replay: events/s folded into state by replay() vs a raw paged SELECT + JSON.parse of the same rows;
+ * - replay: events/s folded into state by replay() vs a raw paged SELECT + JSON.parse of the same rows,
+ *   and its two halves: the store's read path as replay reads it (readFold) and the fold alone;
  * - chain verification vs the same raw read;
  * - the same append and replay workloads on @event-driven-io/emmett-sqlite 0.42.4, when its comparison
  *   install exists (`pnpm --dir tests/bench/emmett install`; sqlite3 compiles from source, ~90 s).
@@ -249,6 +250,12 @@ for (const [name, commands] of [['VM lifecycle', lifecycleCommands(1500)], ['map
       return n;
     },
     () => domainEvents.reduce(evolve, initialState).version,
+    // The full rows (event ids, versions, metadata parsed) that subscriptions and audits read.
+    async () => {
+      let n = 0;
+      for (let page = await store.read(0, 1000); page.length > 0; page = await store.read(page[page.length - 1]!.position, 1000)) n += page.length;
+      return n;
+    },
     // What opening the log costs in practice: the newest snapshot plus the tail (rate over the whole log).
     async () => (await replay(store)).state.version,
   ];
@@ -263,9 +270,10 @@ for (const [name, commands] of [['VM lifecycle', lifecycleCommands(1500)], ['map
     runs.push(() => withEmmett(emmett, emmettFile, async (s) => (await s.aggregateStream<State>('host-1', { evolve: fold, initialState: () => initialState })).state.version));
   }
   console.log(`replay, ${name} (${events.length} events; events/s)`);
-  const [raw, full, verified, readPath, foldOnly, fromSnapshot, theirs] = await measureTogether(runs, ROUNDS);
+  const [raw, full, verified, readPath, foldOnly, fullRows, fromSnapshot, theirs] = await measureTogether(runs, ROUNDS);
   line(report('  replay into state vs raw SELECT + JSON.parse', full!, raw!, { atLeast: 0.5 }, 'ev/s'));
   line(report('    of which the store read path (readFold, parse, upcast) vs raw', readPath!, raw!, { atLeast: 0.9 }, 'ev/s'));
+  console.log(`    (store.read, full rows with parsed metadata, as subscriptions and audits read: ${Math.round(fullRows!.perSecond / 1000)}k ev/s = ${(fullRows!.perSecond / raw!.perSecond).toFixed(2)}x raw)`);
   console.log(`    of which the fold alone (core evolve, no I/O): ${Math.round(foldOnly!.perSecond / 1000)}k ev/s = ${(foldOnly!.perSecond / raw!.perSecond).toFixed(2)}x raw`);
   const ms = (m: { perSecond: number }): string => ((events.length / m.perSecond) * 1000).toFixed(1);
   console.log(`  opening the log from the newest snapshot (one per 1000 events): ${ms(fromSnapshot!)} ms, against ${ms(full!)} ms for the full fold`);
