@@ -187,9 +187,9 @@ export class SqliteEventStore implements EventStore {
 
   async readFold(after: number, limit: number): Promise<FoldRow[]> {
     return this.run('read', () =>
-      this.stmts.readFold.all(after, limit).map(([position, streamId, type, schemaVersion, data, metadataText]): FoldRow => (
-        { position, streamId, type, schemaVersion, data: JSON.parse(data) as unknown, metadataText }
-      )),
+      this.stmts.readFold.all(after, limit).map(([position, streamId, type, schemaVersion, data, metadataText]): FoldRow => ({
+        position, streamId, type, schemaVersion, data: JSON.parse(data) as unknown, metadataText,
+      })),
     );
   }
 
