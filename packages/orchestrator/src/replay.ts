@@ -3,7 +3,7 @@ import { parseMetadata, StoreError, type EventStore, type FoldRow, type StoredEv
 import { newestValidSnapshot, type SnapshotRejection } from './snapshots.js';
 
 /** Events per read while replaying: bounds memory, amortises the query. */
-const REPLAY_PAGE = 1000;
+export const REPLAY_PAGE = 1000;
 
 /** The default stream: one host's IOMMU is one aggregate, so its events form one ordered stream. */
 export const HOST_STREAM = 'host';

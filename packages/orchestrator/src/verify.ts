@@ -1,10 +1,7 @@
 import { canonicalState, evolve, initialState } from '@iommu-orch/core';
 import { verifyChain, type ChainReport, type EventStore, type TrustedHead } from '@iommu-orch/store';
-import { HOST_STREAM, toDomainEvent } from './replay.js';
+import { HOST_STREAM, REPLAY_PAGE, toDomainEvent } from './replay.js';
 import { checkSnapshot, type SnapshotRejection } from './snapshots.js';
-
-/** Events per read of the full fold: bounds memory, amortises the query. */
-const AUDIT_PAGE = 1000;
 
 export interface SnapshotAudit {
   /** Snapshots compared with a full replay at their position, and equal to it. */
@@ -50,7 +47,7 @@ export async function auditLog(store: EventStore, options: { trusted?: TrustedHe
   let state = initialState;
   // The full fold, in pages of what a fold needs (readFold), up to the last snapshot to compare.
   scan: for (let after = 0; matched < usable.length; ) {
-    const page = await store.readFold(after, AUDIT_PAGE);
+    const page = await store.readFold(after, REPLAY_PAGE);
     for (const row of page) {
       if (usable.length === matched) break scan;
       if (row.streamId === streamId) state = evolve(state, toDomainEvent(row));
@@ -62,7 +59,7 @@ export async function auditLog(store: EventStore, options: { trusted?: TrustedHe
         usable.splice(matched, 1);
       }
     }
-    if (page.length < AUDIT_PAGE) break;
+    if (page.length < REPLAY_PAGE) break;
     after = page[page.length - 1]!.position;
   }
   bad.sort((a, b) => a.position - b.position);
