@@ -2,6 +2,7 @@ import type { DdwEvent } from './ddw.js';
 import type { EehEvent } from './eeh.js';
 import type { GuestTceEvent } from './guest-tce.js';
 import type { KvmTceEvent } from './kvm-tce.js';
+import type { PlatformHvEvent } from './platform-hv.js';
 import type { PreregEvent } from './prereg.js';
 import type { SpaprEvent } from './vfio-spapr.js';
 import type { PagingDomainEvent } from './domain.js';
@@ -22,7 +23,7 @@ import type { WindowEvent } from './window.js';
 export type IommuEvent =
   | TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent | SlotEvent
   | DdwEvent | IoasEvent | HwptEvent | IdeviceEvent | IommufdCtxEvent | EehEvent
-  | GuestTceEvent | KvmTceEvent | PreregEvent | SpaprEvent;
+  | GuestTceEvent | KvmTceEvent | PreregEvent | SpaprEvent | PlatformHvEvent;
 export type IommuEventType = IommuEvent['type'];
 
 /**
@@ -58,6 +59,7 @@ const TYPES: Record<IommuEventType, true> = {
   MemoryPreregistered: true, MemoryUnregistered: true,
   SpaprContainerOpened: true, SpaprGroupAttached: true, SpaprGroupDetached: true, SpaprEnabled: true, SpaprWindowsSet: true, SpaprRegionReferenced: true,
   SpaprContainerClosed: true,
+  IoEntitlementSet: true, HcallFaultSet: true, HcallEntriesAccepted: true,
 };
 export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];
 
