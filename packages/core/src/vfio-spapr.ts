@@ -385,7 +385,8 @@ function mapThroughHv(tx: Tx, c: SpaprContainer, phb: number, m: HvMap): Output 
   const lostOld = o.rolledBack > 0 && tceFirstValid(m.w.table, first, o.rolledBack) >= 0;
   const stays = o.written - o.rolledBack;
   if (errno !== null && stays === 0 && !lostOld) {
-    fail(errno, `the hypervisor answered ${o.answer} (${ret}) to the TCE at ${entry}; the ${o.written} entries written before it were rolled back`, { ret, hcall: o.answer, entry });
+    const before = o.written === 0 ? 'nothing was written before it' : `the rollback cleared the ${o.written} entries written before it`;
+    fail(errno, `the hypervisor answered ${o.answer} (${ret}) to the TCE at ${entry}; ${before}`, { ret, hcall: o.answer, entry });
   }
   if (lostOld) emitCleared(tx, c, m.iova, m.page, o.rolledBack);
   const kept = BigInt(o.rolledBack) * m.page;
