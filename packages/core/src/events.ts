@@ -37,8 +37,10 @@ export type IommuEventType = IommuEvent['type'];
  *   to 2 would fold those wrongly. Versions 1 and 2 of these events read the same as before (evolve
  *   takes both shapes; no upcaster).
  * - 4: TcesMapped.perm in words ("r", "rw") instead of TCE bits (1, 3): upcast.ts lifts older rows.
+ * - 5: PhbAdded may carry `hypervisor: "powervm"` (platform-hv.ts); a build reading up to 4 would fold
+ *   such a PHB as QEMU's, so it must refuse it. Older rows read the same (absent = QEMU; no upcaster).
  */
-export const EVENT_SCHEMA_VERSION = 4;
+export const EVENT_SCHEMA_VERSION = 5;
 
 const TYPES: Record<IommuEventType, true> = {
   PhbAdded: true, DeviceAdded: true, DeviceRemoved: true, DriverBound: true, DriverUnbound: true,

@@ -413,8 +413,8 @@ export function spaprUnmapDma(tx: Tx, name: string, iova: bigint, size: bigint, 
   if (cleared > 0 && tceFirstValid(w.table, first, cleared) >= 0) emitCleared(tx, c, iova, page, cleared);
   if (phb === null) return {};
   countAccepted(tx, phb, cleared);
-  const table = windowsDomain(tx.state, tx.state.spapr[name]!)!.windows.find((x) => x.slot === w.slot)!.table;
-  const stayed = [...validStretches(table, first + cleared, count - cleared)].map((s) => ({
+  // The entries past the cleared ones are as they were before the call.
+  const stayed = [...validStretches(w.table, first + cleared, count - cleared)].map((s) => ({
     start: toHex(w.start + BigInt(s.index) * page), last: toHex(w.start + BigInt(s.index + s.count) * page - 1n),
   }));
   return hvOutput(tx.state, name, { ret: 0, ...(answer === null ? {} : { hcall: answer }), stayed });
