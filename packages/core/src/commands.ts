@@ -5,6 +5,7 @@ import type { HcallLayer } from './kvm-tce.js';
 import type { EehErrSpec } from './vfio-eeh.js';
 import type { Range } from './iommufd-ctx.js';
 import type { PhbGeneration, Platform } from './pci.js';
+import type { HvFaultCode, Hypervisor } from './platform-hv.js';
 import type { Json } from './view.js';
 
 /**
@@ -12,7 +13,15 @@ import type { Json } from './view.js';
  * into these (zod); core re-checks every domain rule itself.
  */
 export type Command =
-  | { readonly type: 'addPhb'; readonly phb: number; readonly platform: Platform; readonly generation: PhbGeneration; readonly numPes?: number; readonly pageShifts?: readonly number[] }
+  | {
+      readonly type: 'addPhb';
+      readonly phb: number;
+      readonly platform: Platform;
+      readonly generation: PhbGeneration;
+      readonly numPes?: number;
+      readonly pageShifts?: readonly number[];
+      readonly hypervisor?: Hypervisor;
+    }
   | ({ readonly type: 'addDevice' } & DeviceFields)
   | { readonly type: 'removeDevice'; readonly bdf: string; readonly surprise?: boolean }
   | { readonly type: 'requestRemoval'; readonly bdf: string }
@@ -139,7 +148,11 @@ export type Command =
   | { readonly type: 'spaprTceRemove'; readonly container: string; readonly startAddr: bigint }
   | { readonly type: 'spaprMapDma'; readonly container: string; readonly vaddr: bigint; readonly iova: bigint; readonly size: bigint; readonly flags: readonly string[] }
   | { readonly type: 'spaprUnmapDma'; readonly container: string; readonly iova: bigint; readonly size: bigint; readonly flags?: number }
-  | { readonly type: 'spaprClose'; readonly container: string };
+  | { readonly type: 'spaprClose'; readonly container: string }
+  // The platform hypervisor of a pSeries partition under PowerVM (platform-hv.ts).
+  | { readonly type: 'setIoEntitlement'; readonly bytes: bigint | null }
+  | { readonly type: 'injectHcallFault'; readonly phb: number; readonly code: HvFaultCode | null; readonly afterEntries?: number }
+  | { readonly type: 'platformHvInfo'; readonly phb: number };
 
 export type CommandType = Command['type'];
 

@@ -6,6 +6,7 @@ import { fail, IommuError } from './errors.js';
 import { vfioEehPeOp } from './vfio-eeh.js';
 import { hcallUnhandled } from './hcall-dispatch.js';
 import { hGetTce, hPutTce, hPutTceIndirect, hStuffTce, kvmCreateSpaprTce, kvmLinkGroup, kvmSetMemslot } from './kvm-tce.js';
+import { injectHcallFault, platformHvInfo, setIoEntitlement } from './platform-hv.js';
 import { registerMemory, unregisterMemory } from './prereg.js';
 import {
   spaprAttachGroup, spaprClose, spaprDisable, spaprEnable, spaprGetInfo, spaprMapDma, spaprOpen, spaprRegisterMemory, spaprTceCreate,
@@ -191,6 +192,12 @@ function run(tx: Tx, c: Command): Output {
       return spaprUnmapDma(tx, c.container, c.iova, c.size, c.flags ?? 0);
     case 'spaprClose':
       return spaprClose(tx, c.container);
+    case 'setIoEntitlement':
+      return setIoEntitlement(tx, c.bytes);
+    case 'injectHcallFault':
+      return injectHcallFault(tx, c.phb, c.code, c.afterEntries);
+    case 'platformHvInfo':
+      return platformHvInfo(tx.state, c.phb);
     default:
       return runIommufd(tx, c);
   }

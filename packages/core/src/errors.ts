@@ -7,6 +7,8 @@ import type { Output } from './commands.js';
 export const ERRNO_CODES = [
   'EPERM', 'ENOENT', 'ENXIO', 'E2BIG', 'EBADF', 'ENOMEM', 'EFAULT', 'EBUSY', 'EEXIST', 'ENODEV', 'EINVAL',
   'ENOSPC', 'ERANGE', 'EDEADLOCK', 'ENOTTY', 'EOPNOTSUPP', 'EADDRINUSE', 'EOVERFLOW', 'EMSGSIZE',
+  // errno 44: what userspace reads when a VFIO sPAPR ioctl returns H_NOT_ENOUGH_RESOURCES (-44) raw.
+  'ECHRNG',
 ] as const;
 export const HCALL_CODES = [
   'H_HARDWARE', 'H_FUNCTION', 'H_PRIVILEGE', 'H_PARAMETER', 'H_NOT_ENOUGH_RESOURCES', 'H_TOO_HARD',

@@ -2,6 +2,7 @@ import type { DdwEvent } from './ddw.js';
 import type { EehEvent } from './eeh.js';
 import type { GuestTceEvent } from './guest-tce.js';
 import type { KvmTceEvent } from './kvm-tce.js';
+import type { PlatformHvEvent } from './platform-hv.js';
 import type { PreregEvent } from './prereg.js';
 import type { SpaprEvent } from './vfio-spapr.js';
 import type { PagingDomainEvent } from './domain.js';
@@ -22,7 +23,7 @@ import type { WindowEvent } from './window.js';
 export type IommuEvent =
   | TopologyEvent | PeEvent | WindowEvent | GroupEvent | PagingDomainEvent | SlotEvent
   | DdwEvent | IoasEvent | HwptEvent | IdeviceEvent | IommufdCtxEvent | EehEvent
-  | GuestTceEvent | KvmTceEvent | PreregEvent | SpaprEvent;
+  | GuestTceEvent | KvmTceEvent | PreregEvent | SpaprEvent | PlatformHvEvent;
 export type IommuEventType = IommuEvent['type'];
 
 /**
@@ -36,8 +37,10 @@ export type IommuEventType = IommuEvent['type'];
  *   to 2 would fold those wrongly. Versions 1 and 2 of these events read the same as before (evolve
  *   takes both shapes; no upcaster).
  * - 4: TcesMapped.perm in words ("r", "rw") instead of TCE bits (1, 3): upcast.ts lifts older rows.
+ * - 5: PhbAdded may carry `hypervisor: "powervm"` (platform-hv.ts); a build reading up to 4 would fold
+ *   such a PHB as QEMU's, so it must refuse it. Older rows read the same (absent = QEMU; no upcaster).
  */
-export const EVENT_SCHEMA_VERSION = 4;
+export const EVENT_SCHEMA_VERSION = 5;
 
 const TYPES: Record<IommuEventType, true> = {
   PhbAdded: true, DeviceAdded: true, DeviceRemoved: true, DriverBound: true, DriverUnbound: true,
@@ -58,6 +61,7 @@ const TYPES: Record<IommuEventType, true> = {
   MemoryPreregistered: true, MemoryUnregistered: true,
   SpaprContainerOpened: true, SpaprGroupAttached: true, SpaprGroupDetached: true, SpaprEnabled: true, SpaprWindowsSet: true, SpaprRegionReferenced: true,
   SpaprContainerClosed: true,
+  IoEntitlementSet: true, HcallFaultSet: true, HcallEntriesAccepted: true,
 };
 export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];
 

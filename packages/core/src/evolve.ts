@@ -11,6 +11,7 @@ import { evolveIommufdCtx } from './iommufd-destroy.js';
 import { evolveKvmTce } from './kvm-tce.js';
 import { evolvePe } from './pe.js';
 import { evolvePinned } from './pinning.js';
+import { evolvePlatformHv } from './platform-hv.js';
 import { evolvePrereg } from './prereg.js';
 import { liobn } from './rtas.js';
 import { evolveSlot } from './slot.js';
@@ -115,6 +116,10 @@ function route(state: State, event: IommuEvent): State {
     case 'SpaprRegionReferenced':
     case 'SpaprContainerClosed':
       return evolveSpapr(state, event);
+    case 'IoEntitlementSet':
+    case 'HcallFaultSet':
+    case 'HcallEntriesAccepted':
+      return evolvePlatformHv(state, event);
   }
 }
 

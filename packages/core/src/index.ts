@@ -44,4 +44,5 @@ export { VFIO_EEH_PE_OPS, type EehErrSpec } from './vfio-eeh.js';
 export { guestTces, liobnKey, MAX_INDIRECT_TCES } from './guest-tce.js';
 export type { HcallLayer, KvmLink, KvmTceTable, Memslot } from './kvm-tce.js';
 export type { Prereg } from './prereg.js';
+export { HCALL_STATUS, HV_FAULT_CODES, type HcallFault, type HvFaultCode, type Hypervisor, type PlatformHv } from './platform-hv.js';
 export { lockedPages, VFIO_SPAPR_TCE_IOMMU, VFIO_SPAPR_TCE_V2_IOMMU, type SpaprContainer, type SpaprGroupEntry } from './vfio-spapr.js';

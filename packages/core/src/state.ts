@@ -1,6 +1,7 @@
 import type { EehPe } from './eeh.js';
 import type { IommufdContext } from './iommufd-ctx.js';
 import type { KvmTceTable, Memslot } from './kvm-tce.js';
+import type { Hypervisor, PlatformHv } from './platform-hv.js';
 import type { Prereg } from './prereg.js';
 import type { SpaprContainer } from './vfio-spapr.js';
 import type { Bdf, PhbGeneration, Platform } from './pci.js';
@@ -47,6 +48,8 @@ export interface State {
   readonly prereg: readonly Prereg[];
   /** VFIO sPAPR TCE containers by name (vfio-spapr.ts); each is the context owning its group. */
   readonly spapr: Readonly<Record<string, SpaprContainer>>;
+  /** The platform hypervisor of the partition the pSeries PHBs belong to (platform-hv.ts). */
+  readonly platformHv: PlatformHv;
 }
 
 export interface Phb {
@@ -58,6 +61,8 @@ export interface Phb {
   readonly numPes: number;
   /** Supported IOMMU page sizes as log2 shifts. */
   readonly pageShifts: readonly number[];
+  /** pSeries: the hypervisor that answers the partition's TCE hcalls and RTAS calls; null on PowerNV. */
+  readonly hypervisor: Hypervisor | null;
 }
 
 export interface Device {
@@ -219,6 +224,7 @@ export const initialState: State = {
   memslots: {},
   prereg: [],
   spapr: {},
+  platformHv: { entitlement: null, faults: {} },
 };
 
 /** Record helpers for immutable updates; keys are kept in insertion order. */

@@ -9,6 +9,7 @@ import {
 import { unmapAll } from './pinning.js';
 import { drop, put, without, type Device, type Phb, type State } from './state.js';
 import type { DeviceFields } from './commands.js';
+import type { Hypervisor } from './platform-hv.js';
 import type { Tx } from './tx.js';
 import { clearWindows, setDefaultConfig } from './window.js';
 
@@ -29,6 +30,8 @@ export type TopologyEvent =
         readonly generation: PhbGeneration;
         readonly numPes: number;
         readonly pageShifts: readonly number[];
+        /** pSeries under PowerVM; absent: QEMU/KVM on pSeries (every log before it existed), nothing on PowerNV. */
+        readonly hypervisor?: 'powervm';
       };
     }
   | {
@@ -68,6 +71,8 @@ export interface PhbSpec {
   readonly numPes?: number;
   /** pSeries only: QEMU's page_size_mask (`pgsz`), which a user may widen beyond 4K|64K (2M, 16M, ...). */
   readonly pageShifts?: readonly number[];
+  /** pSeries only: who answers the partition's hcalls (default QEMU/KVM). */
+  readonly hypervisor?: Hypervisor;
 }
 
 /** Page sizes an sPAPR PHB can offer (the LoPAR query mask's sizes). */
@@ -90,10 +95,23 @@ export function addPhb(tx: Tx, spec: PhbSpec): void {
     }
     pageShifts = [...new Set(spec.pageShifts)].sort((a, b) => a - b);
   }
+  const hypervisor = requireHypervisor(tx.state, spec);
   tx.emit({
     type: 'PhbAdded',
-    data: { phb: spec.phb, platform: spec.platform, generation: spec.generation, numPes, pageShifts },
+    data: { phb: spec.phb, platform: spec.platform, generation: spec.generation, numPes, pageShifts, ...(hypervisor === 'powervm' ? { hypervisor } : {}) },
   });
+}
+
+/** A PowerNV host runs on no hypervisor; the pSeries PHBs of one partition share the one it runs under. */
+function requireHypervisor(state: State, spec: PhbSpec): Hypervisor | null {
+  if (spec.platform !== 'pseries') {
+    if (spec.hypervisor !== undefined) fail('EINVAL', 'a PowerNV PHB is driven by the kernel itself: it has no hypervisor');
+    return null;
+  }
+  const hypervisor = spec.hypervisor ?? 'qemu';
+  const other = Object.values(state.phbs).find((p) => p.hypervisor !== null && p.hypervisor !== hypervisor);
+  if (other) fail('EINVAL', `PHB ${other.domain} runs under ${other.hypervisor}: the pSeries PHBs of a partition share one hypervisor, not ${hypervisor}`);
+  return hypervisor;
 }
 
 /** A PCI function as addDevice describes it (the command's own fields). */
@@ -257,7 +275,8 @@ export function evolveTopology(state: State, event: TopologyEvent): State {
   switch (event.type) {
     case 'PhbAdded': {
       const d = event.data;
-      const phb: Phb = { domain: d.phb, platform: d.platform, generation: d.generation, numPes: d.numPes, pageShifts: d.pageShifts };
+      const hypervisor = d.platform === 'pseries' ? d.hypervisor ?? 'qemu' : null;
+      const phb: Phb = { domain: d.phb, platform: d.platform, generation: d.generation, numPes: d.numPes, pageShifts: d.pageShifts, hypervisor };
       return { ...state, phbs: put(state.phbs, d.phb, phb) };
     }
     case 'DeviceAdded': {

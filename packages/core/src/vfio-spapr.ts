@@ -5,8 +5,9 @@ import { fail } from './errors.js';
 import { claimDevice, releaseDevice } from './group.js';
 import { preregAt, registerMemory, unregisterMemory } from './prereg.js';
 import { unmapAll } from './pinning.js';
+import { countAccepted, HCALL_STATUS, hvAnswers, hvBuild, hvClear, ioMappedBytes, validStretches } from './platform-hv.js';
 import { drop, put, type DomainWindow, type PagingDomain, type State } from './state.js';
-import { tceRuns, TCE_PERM_MASK, tceFirstValid, tcePermOf } from './tce-table.js';
+import { tceRuns, TCE_PERM_MASK, tceFirstValid, tcePermOf, type TcePerm } from './tce-table.js';
 import type { Tx } from './tx.js';
 import { fromHex, toHex, type Hex } from './u64.js';
 
@@ -315,7 +316,7 @@ function dmaTarget(tx: Tx, name: string, iova: bigint, size: bigint) {
  */
 export function spaprMapDma(tx: Tx, name: string, vaddr: bigint, iova: bigint, size: bigint, flags: readonly string[]): Output {
   const unknown = flags.filter((f) => f !== 'READ' && f !== 'WRITE');
-  const { c, page } = dmaTarget(tx, name, iova, size);
+  const { c, page, w } = dmaTarget(tx, name, iova, size);
   if (unknown.length > 0) fail('EINVAL', `unknown map flags ${unknown.join(',')}`);
   if (flags.length === 0) fail('EINVAL', 'neither READ nor WRITE');
   if (vaddr & (page - 1n)) fail('EINVAL', `vaddr ${toHex(vaddr)} is not aligned to ${toHex(page)}`);
@@ -326,11 +327,78 @@ export function spaprMapDma(tx: Tx, name: string, vaddr: bigint, iova: bigint, s
   }
   // pnv_tce_xchg sets READ with WRITE: a device-writable page is also device-readable.
   const perm = flags.includes('WRITE') ? 'rw' : 'r';
-  for (const e of c.groups) {
-    if (e.domain === null) continue;
-    tx.emit({ type: 'TcesMapped', data: { domain: e.domain, iova: toHex(iova), paddr: toHex(vaddr), pgsize: toHex(page), pgcount: Number(size / page), perm } });
-  }
+  const phb = hvPhb(tx.state, c);
+  if (phb !== null) return mapThroughHv(tx, c, phb, { iova, vaddr, page, count: Number(size / page), perm, w });
+  emitMapped(tx, c, iova, vaddr, page, Number(size / page), perm);
   return {};
+}
+
+function emitMapped(tx: Tx, c: SpaprContainer, iova: bigint, vaddr: bigint, page: bigint, pgcount: number, perm: TcePerm): void {
+  for (const e of c.groups) {
+    if (e.domain !== null) tx.emit({ type: 'TcesMapped', data: { domain: e.domain, iova: toHex(iova), paddr: toHex(vaddr), pgsize: toHex(page), pgcount, perm } });
+  }
+}
+
+function emitCleared(tx: Tx, c: SpaprContainer, iova: bigint, page: bigint, pgcount: number): void {
+  for (const e of c.groups) if (e.domain !== null) tx.emit({ type: 'TcesCleared', data: { domain: e.domain, iova: toHex(iova), pgsize: toHex(page), pgcount } });
+}
+
+/**
+ * The PHB whose hypervisor answers the container's TCE hcalls, when the model carries one (PowerVM):
+ * the container's table is made through its first group's table group, so its LIOBN is that PHB's.
+ */
+function hvPhb(state: State, c: SpaprContainer): number | null {
+  const phb = state.pes[state.groups[c.groups[0]!.group]!.pe]!.phb;
+  return hvAnswers(state, phb) ? phb : null;
+}
+
+interface HvMap {
+  readonly iova: bigint;
+  readonly vaddr: bigint;
+  readonly page: bigint;
+  readonly count: number;
+  readonly perm: TcePerm;
+  readonly w: DomainWindow;
+}
+
+/**
+ * MAP_DMA on a partition: tce_iommu_build(_v2) exchanges entry by entry; on the first refused entry it
+ * rolls back the entries it wrote (tce_iommu_clear, which skips a failed exchange) and the ioctl
+ * returns the raw hcall status: -1 (errno EPERM) for H_HARDWARE, -44 (errno ECHRNG) for
+ * H_NOT_ENOUGH_RESOURCES, +1 for H_BUSY (a "success" with nothing kept). When the call changed nothing
+ * it is refused with that errno; when it changed something (entries the rollback could not clear, old
+ * mappings the rollback cleared, or any H_BUSY) it is accepted with the events, and the output carries
+ * `ret`, `hcall` (and `errno`) as userspace saw them.
+ */
+function mapThroughHv(tx: Tx, c: SpaprContainer, phb: number, m: HvMap): Output {
+  const first = Number((m.iova - m.w.start) / m.page);
+  const mirrors = c.groups.filter((e) => e.domain !== null).length;
+  const o = hvBuild(tx.state, phb, m.w.table, first, m.count, mirrors);
+  if (o.answer === null) {
+    emitMapped(tx, c, m.iova, m.vaddr, m.page, m.count, m.perm);
+    countAccepted(tx, phb, o.accepted);
+    return hvOutput(tx.state, c.name, {});
+  }
+  const ret = HCALL_STATUS[o.answer];
+  const entry = toHex(m.iova + BigInt(o.written) * m.page);
+  const errno = o.answer === 'H_HARDWARE' ? 'EPERM' : o.answer === 'H_NOT_ENOUGH_RESOURCES' ? 'ECHRNG' : null;
+  const lostOld = o.rolledBack > 0 && tceFirstValid(m.w.table, first, o.rolledBack) >= 0;
+  const stays = o.written - o.rolledBack;
+  if (errno !== null && stays === 0 && !lostOld) {
+    const before = o.written === 0 ? 'nothing was written before it' : `the rollback cleared the ${o.written} entries written before it`;
+    fail(errno, `the hypervisor answered ${o.answer} (${ret}) to the TCE at ${entry}; ${before}`, { ret, hcall: o.answer, entry });
+  }
+  if (lostOld) emitCleared(tx, c, m.iova, m.page, o.rolledBack);
+  const kept = BigInt(o.rolledBack) * m.page;
+  if (stays > 0) emitMapped(tx, c, m.iova + kept, m.vaddr + kept, m.page, stays, m.perm);
+  countAccepted(tx, phb, o.accepted);
+  const stayed = stays > 0 ? [{ start: toHex(m.iova + kept), last: toHex(m.iova + BigInt(o.written) * m.page - 1n) }] : [];
+  return hvOutput(tx.state, c.name, { ret, hcall: o.answer, ...(errno === null ? {} : { errno }), entry, stayed });
+}
+
+/** What a partition's MAP/UNMAP reports besides the ioctl's answer: the I/O mapping and the pins after it. */
+function hvOutput(state: State, container: string, out: Output): Output {
+  return { ...out, ioMapped: toHex(ioMappedBytes(state)), pinned: toHex(state.pinned[container] ?? 0n) };
 }
 
 /** UNMAP_DMA: clearing entries already clear succeeds; no size is written back. */
@@ -339,9 +407,17 @@ export function spaprUnmapDma(tx: Tx, name: string, iova: bigint, size: bigint, 
   const { c, page, w } = dmaTarget(tx, name, iova, size);
   const first = Number((iova - w.start) / page);
   const count = Number(size / page);
-  if (tceFirstValid(w.table, first, count) < 0) return {};
-  for (const e of c.groups) if (e.domain !== null) tx.emit({ type: 'TcesCleared', data: { domain: e.domain, iova: toHex(iova), pgsize: toHex(page), pgcount: count } });
-  return {};
+  const phb = hvPhb(tx.state, c);
+  // On a partition every entry is exchanged, valid or not; a refused exchange leaves its entry mapped.
+  const { cleared, answer } = phb === null ? { cleared: count, answer: null } : hvClear(tx.state, phb, count);
+  if (cleared > 0 && tceFirstValid(w.table, first, cleared) >= 0) emitCleared(tx, c, iova, page, cleared);
+  if (phb === null) return {};
+  countAccepted(tx, phb, cleared);
+  // The entries past the cleared ones are as they were before the call.
+  const stayed = [...validStretches(w.table, first + cleared, count - cleared)].map((s) => ({
+    start: toHex(w.start + BigInt(s.index) * page), last: toHex(w.start + BigInt(s.index + s.count) * page - 1n),
+  }));
+  return hvOutput(tx.state, name, { ret: 0, ...(answer === null ? {} : { hcall: answer }), stayed });
 }
 
 /** Release: every group's windows go (TCEs cleared) and its claims, then the regions. */

@@ -18,6 +18,8 @@ export function stateView(state: State): Json {
     nextDomainId: state.nextDomainId,
     phbs: Object.values(state.phbs).map((p) => ({
       domain: p.domain, platform: p.platform, generation: p.generation, numPes: p.numPes, pageShifts: [...p.pageShifts],
+      // QEMU/KVM is implied by the platform (and is every pSeries PHB of a log written before PowerVM was modelled).
+      ...(p.hypervisor === 'powervm' ? { hypervisor: p.hypervisor } : {}),
     })),
     pes: Object.values(state.pes).map((pe) => ({
       id: pe.id, phb: pe.phb, number: pe.number, bus: pe.bus, ...(pe.vf === null ? {} : { vf: pe.vf }), devices: [...pe.devices], group: pe.group,
@@ -165,6 +167,13 @@ function hypervisorView(state: State): Record<string, Json> {
   }
   if (state.prereg.length > 0) {
     out.prereg = state.prereg.map((r) => ({ ua: toHex(r.ua), size: toHex(r.size), pageShift: r.pageShift, users: r.users }));
+  }
+  const hv = state.platformHv;
+  if (hv.entitlement !== null || Object.keys(hv.faults).length > 0) {
+    out.platformHv = {
+      entitlement: hv.entitlement === null ? null : toHex(hv.entitlement),
+      faults: Object.entries(hv.faults).map(([phb, f]) => ({ phb: Number(phb), code: f.code, remaining: f.remaining })),
+    };
   }
   return out;
 }

@@ -1,4 +1,4 @@
-import { ERS_RESULTS, parseU64, type Command, type CommandType } from '@iommu-orch/core';
+import { ERS_RESULTS, HV_FAULT_CODES, parseU64, type Command, type CommandType } from '@iommu-orch/core';
 import { z } from 'zod';
 
 /**
@@ -65,6 +65,7 @@ export const COMMAND_SCHEMAS = {
     generation: z.enum(['PHB3', 'PHB4', 'PHB5', 'SPAPR']),
     numPes: z.number().int().optional(),
     pageShifts: z.array(z.number().int()).min(1).optional(),
+    hypervisor: z.enum(['qemu', 'powervm']).optional(),
   }),
   addDevice: z.strictObject({ type: z.literal('addDevice'), ...deviceFields }),
   removeDevice: z.strictObject({ type: z.literal('removeDevice'), bdf, surprise: z.boolean().optional() }),
@@ -152,6 +153,11 @@ export const COMMAND_SCHEMAS = {
   spaprMapDma: z.strictObject({ type: z.literal('spaprMapDma'), container: context, vaddr: u64, iova: u64, size: u64, flags }),
   spaprUnmapDma: z.strictObject({ type: z.literal('spaprUnmapDma'), container: context, iova: u64, size: u64, flags: z.number().int().optional() }),
   spaprClose: z.strictObject({ type: z.literal('spaprClose'), container: context }),
+  setIoEntitlement: z.strictObject({ type: z.literal('setIoEntitlement'), bytes: u64.nullable() }),
+  injectHcallFault: z.strictObject({
+    type: z.literal('injectHcallFault'), phb: z.number().int(), code: z.enum(HV_FAULT_CODES).nullable(), afterEntries: z.number().int().nonnegative().optional(),
+  }),
+  platformHvInfo: z.strictObject({ type: z.literal('platformHvInfo'), phb: z.number().int() }),
   vfioEehPeOp: z.strictObject({
     type: z.literal('vfioEehPeOp'), context, op: z.number().int(), flags: z.number().int().optional(),
     err: z.strictObject({ type: z.number().int(), func: z.number().int(), addr: u64, mask: u64 }).optional(),

@@ -193,4 +193,8 @@ export const EVENT_CATEGORY: Readonly<Record<IommuEventType, Category>> = {
   SpaprWindowsSet: 'window',
   SpaprRegionReferenced: 'mapping',
   SpaprContainerClosed: 'ownership',
+  // The platform hypervisor of a pSeries partition: its knobs are configuration, its countdown moves with maps.
+  IoEntitlementSet: 'topology',
+  HcallFaultSet: 'topology',
+  HcallEntriesAccepted: 'mapping',
 };

@@ -201,6 +201,14 @@ export function describeEvent(event: IommuEvent, before: State, after: State): s
       return `container ${event.data.container} ${event.data.referenced ? 'references' : 'dropped'} region ${event.data.ua}+${event.data.size}`;
     case 'SpaprContainerClosed':
       return `container ${event.data.container} closed`;
+    case 'IoEntitlementSet':
+      return event.data.bytes === null ? 'the partition has no I/O entitlement any more' : `the partition's I/O entitlement is ${event.data.bytes} bytes`;
+    case 'HcallFaultSet': {
+      const d = event.data;
+      return d.code === null ? `PHB ${hex4(d.phb)}'s hypervisor answers TCE hcalls normally again` : `PHB ${hex4(d.phb)}'s hypervisor answers ${d.code} to every TCE hcall after ${d.afterEntries} more entries`;
+    }
+    case 'HcallEntriesAccepted':
+      return `PHB ${hex4(event.data.phb)}'s hypervisor accepted ${event.data.entries} entries of its countdown to a fault`;
   }
 }
 

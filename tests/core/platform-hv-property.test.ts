@@ -1,0 +1,108 @@
+import { canonicalState, decide, fold, fromHex, initialState, type Command, type IommuEvent, type State } from '@iommu-orch/core';
+import { InputError, parseCommand } from '@iommu-orch/orchestrator';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { expectInvariantsAlong, NVME } from '../support/fixtures.js';
+
+/**
+ * VFIO sPAPR containers in a PowerVM partition whose hypervisor has an I/O entitlement and injected
+ * faults (platform-hv.ts): random maps, unmaps, entitlement changes and faults. Every accepted command
+ * keeps the invariants after each event (pinned accounting equals the tables, every TCE inside its
+ * window), the fold of the stored events equals the decided state, and no accepted MAP takes the
+ * partition's I/O mapping past an entitlement it was within.
+ */
+const BOOT: Command[] = [
+  { type: 'addPhb', phb: 0, platform: 'pseries', generation: 'SPAPR', hypervisor: 'powervm' },
+  { type: 'addPhb', phb: 1, platform: 'pseries', generation: 'SPAPR', hypervisor: 'powervm' },
+  { type: 'addDevice', bdf: '0000:00:01.0', ...NVME },
+  { type: 'addDevice', bdf: '0001:00:01.0', ...NVME },
+];
+const UA = 0x7f00_0000_0000n;
+const container = fc.constantFrom('c0', 'c1');
+/** Entries of the 4K default window or of a 64K window at 1<<59 (v2). */
+const target = fc.tuple(fc.boolean(), fc.integer({ min: 0, max: 24 }), fc.integer({ min: 1, max: 8 })).map(([dyn, index, pages]) => {
+  const page = dyn ? 0x10000n : 0x1000n;
+  return { iova: (dyn ? 1n << 59n : 0n) + BigInt(index) * page, size: BigInt(pages) * page, vaddr: UA + BigInt(index) * page };
+});
+
+const commandArb: fc.Arbitrary<Command> = fc.oneof(
+  fc.tuple(container, fc.constantFrom(2, 7)).map(([c, t]): Command => ({ type: 'spaprOpen', container: c, iommuType: t })),
+  fc.tuple(container, fc.integer({ min: 0, max: 1 })).map(([c, g]): Command => ({ type: 'spaprAttachGroup', container: c, group: g })),
+  container.map((c): Command => ({ type: 'spaprEnable', container: c })),
+  container.map((c): Command => ({ type: 'spaprRegisterMemory', container: c, vaddr: UA, size: 1n << 24n, pageShift: 16 })),
+  container.map((c): Command => ({ type: 'spaprTceCreate', container: c, pageShift: 16, windowSize: 1n << 24n, levels: 1 })),
+  fc.tuple(container, target, fc.boolean()).map(([c, t, w]): Command => ({ type: 'spaprMapDma', container: c, ...t, flags: w ? ['READ', 'WRITE'] : ['READ'] })),
+  fc.tuple(container, target).map(([c, t]): Command => ({ type: 'spaprUnmapDma', container: c, iova: t.iova, size: t.size })),
+  container.map((c): Command => ({ type: 'spaprClose', container: c })),
+  fc.option(fc.integer({ min: 0, max: 40 }), { nil: null }).map((pages): Command => ({ type: 'setIoEntitlement', bytes: pages === null ? null : BigInt(pages) * 0x1000n })),
+  fc.tuple(fc.integer({ min: 0, max: 1 }), fc.constantFrom('H_HARDWARE', 'H_BUSY', null) as fc.Arbitrary<'H_BUSY' | null>, fc.integer({ min: 0, max: 10 }))
+    .map(([phb, code, after]): Command => (code === null ? { type: 'injectHcallFault', phb, code } : { type: 'injectHcallFault', phb, code, afterEntries: after })),
+);
+/** A container set up far enough to map, so deep states are reached. */
+const setup = fc.tuple(container, fc.constantFrom(2, 7), fc.integer({ min: 0, max: 1 })).map(([c, t, g]): Command[] => [
+  { type: 'spaprOpen', container: c, iommuType: t }, { type: 'spaprAttachGroup', container: c, group: g },
+  t === 2 ? { type: 'spaprEnable', container: c } : { type: 'spaprRegisterMemory', container: c, vaddr: UA, size: 1n << 24n, pageShift: 16 },
+  ...(t === 7 ? [{ type: 'spaprTceCreate', container: c, pageShift: 16, windowSize: 1n << 24n, levels: 1 } as const] : []),
+]);
+const traffic = fc.tuple(container, target, fc.boolean()).map(([c, t, unmap]): Command[] => [
+  unmap ? { type: 'spaprUnmapDma', container: c, iova: t.iova, size: t.size } : { type: 'spaprMapDma', container: c, ...t, flags: ['READ'] },
+]);
+/** A fault armed on either PHB (group n sits on PHB n), or a tight entitlement, then traffic under it. */
+const storm = fc
+  .tuple(
+    fc.oneof(
+      fc.tuple(fc.integer({ min: 0, max: 1 }), fc.constantFrom('H_HARDWARE', 'H_BUSY') as fc.Arbitrary<'H_BUSY'>, fc.integer({ min: 0, max: 12 }))
+        .map(([phb, code, after]): Command => ({ type: 'injectHcallFault', phb, code, afterEntries: after })),
+      fc.integer({ min: 0, max: 24 }).map((pages): Command => ({ type: 'setIoEntitlement', bytes: BigInt(pages) * 0x1000n })),
+    ),
+    fc.array(traffic, { minLength: 1, maxLength: 4 }),
+  )
+  .map(([knob, cmds]) => [knob, ...cmds.flat()]);
+const commandsArb = fc
+  .tuple(setup, fc.array(fc.oneof({ arbitrary: commandArb.map((c) => [c]), weight: 3 }, { arbitrary: traffic, weight: 3 }, storm, setup), { maxLength: 20 }))
+  .map(([first, chunks]) => [...first, ...chunks.flat()]);
+
+function ioMapped(state: State): { mapped: bigint; entitlement: bigint | null } {
+  const d = decide(state, { type: 'platformHvInfo', phb: 0 });
+  if (!d.ok) throw new Error(d.error.message);
+  const e = d.output.entitlement;
+  return { mapped: fromHex(d.output.ioMapped as string), entitlement: typeof e === 'string' ? fromHex(e) : null };
+}
+
+describe('platform hypervisor under VFIO sPAPR containers (fast-check)', () => {
+  it('replay equals the decided state; invariants hold after every event; maps stay within the entitlement', () => {
+    let boot: State = initialState;
+    for (const c of BOOT) {
+      const d = decide(boot, c);
+      if (!d.ok) throw new Error(`${c.type}: ${d.error.message}`);
+      boot = d.state;
+    }
+    fc.assert(
+      fc.property(commandsArb, (commands) => {
+        let state = boot;
+        const events: IommuEvent[] = [];
+        for (const c of commands) {
+          const d = decide(state, c);
+          if (!d.ok) continue;
+          expectInvariantsAlong(state, d.states);
+          if (c.type === 'spaprMapDma') {
+            const before = ioMapped(state);
+            const after = ioMapped(d.state);
+            if (before.entitlement !== null && before.mapped <= before.entitlement) expect(after.mapped).toBeLessThanOrEqual(before.entitlement);
+          }
+          events.push(...d.events);
+          state = d.state;
+        }
+        const stored = JSON.parse(JSON.stringify(events)) as IommuEvent[];
+        expect(canonicalState(fold(stored, boot))).toBe(canonicalState(state));
+      }),
+      { numRuns: 400, seed: 44 },
+    );
+  });
+
+  it('a fault code the hypervisor model does not inject is bad input, not a command', () => {
+    expect(() => parseCommand({ type: 'injectHcallFault', phb: 0, code: 'H_PARAMETER' })).toThrow(InputError);
+    expect(() => parseCommand({ type: 'injectHcallFault', phb: 0, code: 'H_BUSY', afterEntries: -1 })).toThrow(/afterEntries/);
+    expect(parseCommand({ type: 'setIoEntitlement', bytes: '0x10000' })).toEqual({ type: 'setIoEntitlement', bytes: 0x10000n });
+  });
+});
