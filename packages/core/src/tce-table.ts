@@ -9,10 +9,13 @@
  *   not the window size. Clearing never allocates.
  * - Nodes are never mutated after they are reachable from a returned table: every write copies the
  *   path it touches (copy-on-write), so an older state stays valid. That is what keeps `evolve` pure.
+ *   Within one transient scope (transient.ts) a node is copied once and then written in place.
  * - `valid` counts non-zero entries.
  *
  * Fan-out is 512 (one 4 KiB page of 8-byte TCEs), the level size of a 4K-page kernel.
  */
+import { isOwned, own } from './transient.js';
+
 const FANOUT_SHIFT = 9;
 const FANOUT = 1 << FANOUT_SHIFT;
 const MASK = FANOUT - 1;
@@ -70,66 +73,23 @@ export function tceGet(table: TceTable, index: number): bigint {
   return node === undefined ? 0n : (node as Leaf)[index & MASK]!;
 }
 
-/**
- * Nodes a transient fold allocated itself (see `withTransientTables`). Null outside one: then every
- * write copies its path.
- */
-let owned: WeakSet<object> | null = null;
-
-/**
- * Runs `fn` (synchronously) with copy-on-write relaxed for nodes allocated inside it: a node is copied
- * the first time `fn` writes it and mutated in place afterwards. Only for folds whose intermediate
- * states nobody keeps (replay folding a page of events): the input state and everything allocated
- * before the call stay untouched, and the ownership set dies with the call.
- */
-export function withTransientTables<T>(fn: () => T): T {
-  const outer = owned;
-  owned = new WeakSet();
-  try {
-    return fn();
-  } finally {
-    owned = outer;
-  }
-}
-
-/** A leaf this write may change: itself when the running transient fold allocated it, else a copy. */
+/** A leaf this write may change: itself when the open transient scope allocated it, else a copy. */
 function writableLeaf(leaf: Leaf | undefined): Leaf {
-  if (leaf !== undefined && owned?.has(leaf)) return leaf;
-  const out = leaf === undefined ? new BigUint64Array(FANOUT) : leaf.slice();
-  owned?.add(out);
-  return out;
+  if (leaf !== undefined && isOwned(leaf)) return leaf;
+  return own(leaf === undefined ? new BigUint64Array(FANOUT) : leaf.slice());
 }
 
 function writableDir(dir: Dir | undefined): (TceNode | undefined)[] {
-  if (dir !== undefined && owned?.has(dir)) return dir as (TceNode | undefined)[];
-  const out = dir === undefined ? new Array<TceNode | undefined>(FANOUT).fill(undefined) : dir.slice();
-  owned?.add(out);
-  return out;
+  if (dir !== undefined && isOwned(dir)) return dir as (TceNode | undefined)[];
+  return own(dir === undefined ? new Array<TceNode | undefined>(FANOUT).fill(undefined) : dir.slice());
 }
 
 /**
  * Writes `count` consecutive entries from `index`: entry index+i gets value(i) (non-zero: a valid TCE).
  * `value` is called exactly once per entry, in index order.
  */
-export function tceWriteRange(
-  table: TceTable,
-  index: number,
-  count: number,
-  value: (i: number) => bigint,
-): TceTable {
-  return update(table, index, count, true, (leaf, base, from, to) => {
-    let out: Leaf | undefined;
-    let delta = 0;
-    for (let i = from; i < to; i++) {
-      const v = value(i - index);
-      const old = leaf === undefined ? 0n : leaf[i - base]!;
-      if (old === v) continue;
-      out ??= writableLeaf(leaf);
-      out[i - base] = v;
-      delta += (v !== 0n ? 1 : 0) - (old !== 0n ? 1 : 0);
-    }
-    return { leaf: out ?? leaf, delta };
-  });
+export function tceWriteRange(table: TceTable, index: number, count: number, value: (i: number) => bigint): TceTable {
+  return update(table, { kind: 'values', index, count, value, first: 0n, step: 0n });
 }
 
 /**
@@ -138,69 +98,106 @@ export function tceWriteRange(
  * a map, so it is one tight loop per leaf.
  */
 export function tceWriteRun(table: TceTable, index: number, count: number, first: bigint, step: bigint): TceTable {
-  return update(table, index, count, true, (leaf, base, from, to) => {
-    let delta = to - from;
-    if (leaf !== undefined) for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) delta--;
-    const out = writableLeaf(leaf);
-    let v = first + BigInt(from - index) * step;
-    for (let j = from - base; j < to - base; j++) {
-      out[j] = v;
-      v += step;
-    }
-    return { leaf: out, delta };
-  });
+  return update(table, { kind: 'run', index, count, value: null, first, step });
 }
 
 /** Clears `count` entries from `index`. Missing levels are skipped, never allocated. */
 export function tceClearRange(table: TceTable, index: number, count: number): TceTable {
-  return update(table, index, count, false, (leaf, base, from, to) => {
-    if (leaf === undefined) return { leaf, delta: 0 };
-    let valid = 0;
-    for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) valid++;
-    if (valid === 0) return { leaf, delta: 0 };
-    const out = writableLeaf(leaf);
-    out.fill(0n, from - base, to - base);
-    return { leaf: out, delta: -valid };
-  });
+  return update(table, { kind: 'clear', index, count, value: null, first: 0n, step: 0n });
 }
 
-/** What one leaf becomes for the entries [from, to) it holds (base is its first index), and the change in valid entries. */
-type LeafUpdate = (leaf: Leaf | undefined, base: number, from: number, to: number) => { leaf: Leaf | undefined; delta: number };
+/**
+ * One change of the entries [index, index+count): a run of values (`first`, then each plus `step`), the
+ * values `value(i)` for entry index+i, or clearing. A plain record rather than a closure per call: the
+ * leaf operations below are the fold's innermost loop.
+ */
+interface Change {
+  readonly kind: 'run' | 'values' | 'clear';
+  readonly index: number;
+  readonly count: number;
+  readonly value: ((i: number) => bigint) | null;
+  readonly first: bigint;
+  readonly step: bigint;
+}
 
 /**
- * Applies `op` to every leaf under [index, index+count), copying the path to each changed leaf.
- * Missing subtrees are created only when `allocate` (writes); clearing under them is a no-op.
+ * Applies the change to every leaf under [index, index+count), copying the path to each changed leaf
+ * (each node at most once per call, and once per transient scope). Writes create missing subtrees;
+ * clearing skips them.
  */
-function update(table: TceTable, index: number, count: number, allocate: boolean, op: LeafUpdate): TceTable {
-  if (count <= 0) return table;
-  let validDelta = 0;
-  const write = (node: TceNode | undefined, level: number, base: number, from: number, to: number): TceNode | undefined => {
-    if (level === 0) {
-      const r = op(node as Leaf | undefined, base, from, to);
-      validDelta += r.delta;
-      return r.leaf;
-    }
-    const span = 2 ** (FANOUT_SHIFT * level);
-    let dir: (TceNode | undefined)[] | undefined;
-    for (let start = from; start < to; ) {
-      const slot = Math.floor((start - base) / span);
-      const childBase = base + slot * span;
-      const end = Math.min(to, childBase + span);
-      const child = node === undefined ? undefined : (node as Dir)[slot];
-      if (child !== undefined || allocate) {
-        const next = write(child, level - 1, childBase, start, end);
-        if (next !== child) {
-          dir ??= writableDir(node as Dir | undefined);
-          dir[slot] = next;
-        }
+function update(table: TceTable, change: Change): TceTable {
+  if (change.count <= 0) return table;
+  const result = { valid: 0 };
+  const root = updateNode(table.root, table.depth - 1, 0, change.index, change.index + change.count, change, result);
+  // A node the scope owns is changed in place, so an unchanged root does not mean no change.
+  if (root === table.root && result.valid === 0) return table;
+  // Fields spelled out: in V8 11 a spread with an override costs ten times this literal, once per TCE write.
+  return { pageShift: table.pageShift, size: table.size, depth: table.depth, root, valid: table.valid + result.valid };
+}
+
+/** The node covering [base, base + FANOUT^(level+1)) after the change of its entries [from, to); adds the valid entries gained to `result`. */
+function updateNode(node: TceNode | undefined, level: number, base: number, from: number, to: number, change: Change, result: { valid: number }): TceNode | undefined {
+  if (level === 0) {
+    const leaf = node as Leaf | undefined;
+    if (change.kind === 'run') return writeRun(leaf, base, from, to, change, result);
+    if (change.kind === 'values') return writeValues(leaf, base, from, to, change, result);
+    return clear(leaf, base, from, to, result);
+  }
+  const span = 2 ** (FANOUT_SHIFT * level);
+  let dir: (TceNode | undefined)[] | undefined;
+  for (let start = from; start < to; ) {
+    const slot = Math.floor((start - base) / span);
+    const childBase = base + slot * span;
+    const end = Math.min(to, childBase + span);
+    const child = node === undefined ? undefined : (node as Dir)[slot];
+    if (child !== undefined || change.kind !== 'clear') {
+      const next = updateNode(child, level - 1, childBase, start, end, change, result);
+      if (next !== child) {
+        dir ??= writableDir(node as Dir | undefined);
+        dir[slot] = next;
       }
-      start = end;
     }
-    return dir ?? node;
-  };
-  const root = write(table.root, table.depth - 1, 0, index, index + count);
-  // In a transient fold the root may be mutated in place, so an unchanged root does not mean no change.
-  return root === table.root && validDelta === 0 ? table : { ...table, root, valid: table.valid + validDelta };
+    start = end;
+  }
+  return dir ?? node;
+}
+
+function writeRun(leaf: Leaf | undefined, base: number, from: number, to: number, change: Change, result: { valid: number }): Leaf {
+  let gained = to - from;
+  if (leaf !== undefined) for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) gained--;
+  const out = writableLeaf(leaf);
+  const step = change.step;
+  let v = change.first + BigInt(from - change.index) * step;
+  for (let j = from - base; j < to - base; j++) {
+    out[j] = v;
+    v += step;
+  }
+  result.valid += gained;
+  return out;
+}
+
+function writeValues(leaf: Leaf | undefined, base: number, from: number, to: number, change: Change, result: { valid: number }): Leaf | undefined {
+  let out: Leaf | undefined;
+  for (let i = from; i < to; i++) {
+    const v = change.value!(i - change.index);
+    const old = leaf === undefined ? 0n : leaf[i - base]!;
+    if (old === v) continue;
+    out ??= writableLeaf(leaf);
+    out[i - base] = v;
+    result.valid += (v !== 0n ? 1 : 0) - (old !== 0n ? 1 : 0);
+  }
+  return out ?? leaf;
+}
+
+function clear(leaf: Leaf | undefined, base: number, from: number, to: number, result: { valid: number }): Leaf | undefined {
+  if (leaf === undefined) return leaf;
+  let valid = 0;
+  for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) valid++;
+  if (valid === 0) return leaf;
+  const out = writableLeaf(leaf);
+  out.fill(0n, from - base, to - base);
+  result.valid -= valid;
+  return out;
 }
 
 /** A maximal run of valid entries whose addresses advance by one IOMMU page and share permissions. */
