@@ -6,8 +6,9 @@
  * - transient: pages of 1000 events, each folded inside one `withTransientTables` call, as replay does;
  * - persistent: one `evolve` after another with every intermediate state kept valid, as decide and the
  *   audit's per-event scans do.
- * Target: the transient fold at least 1.1x the parse, which leaves room for a replay at 0.5x the raw
- * read once the read path costs little more than the parse.
+ * Target: the transient fold at least 0.5x the parse. Replay = read + fold, so with a read path near
+ * the raw read (SELECT + the same parse, about half this parse rate here) a fold at half the parse rate
+ * keeps replay at about 0.5x the raw read, the target of issue #3.
  */
 import { evolve, initialState, withTransientTables, type IommuEvent, type State } from '@iommu-orch/core';
 import { measureTogether, report } from './harness.js';
@@ -47,8 +48,11 @@ for (const [name, commands] of replayWorkloads()) {
     return stored.length;
   };
   console.log(`fold, ${name} (${events.length} events; events/s)`);
-  const [transient, persistent, parsed] = await measureTogether([() => foldTransient(events), () => foldPersistent(events), parse], ROUNDS);
-  results.push(report('  transient fold (pages of 1000) vs JSON.parse of the events', transient!, parsed!, { atLeast: 1.1 }, 'ev/s'));
-  report('  persistent fold vs JSON.parse of the events', persistent!, parsed!, { atLeast: 0 }, 'ev/s');
+  // Measured apart: the persistent fold's garbage (a 4 KiB leaf copy per TCE event) would land in the
+  // garbage collections of whatever runs after it.
+  const [transient, parsedWithTransient] = await measureTogether([() => foldTransient(events), parse], ROUNDS);
+  results.push(report('  transient fold (pages of 1000) vs JSON.parse of the events', transient!, parsedWithTransient!, { atLeast: 0.5 }, 'ev/s'));
+  const [persistent, parsedWithPersistent] = await measureTogether([() => foldPersistent(events), parse], ROUNDS);
+  console.log(`  persistent fold: ${Math.round(persistent!.perSecond / 1000)}k ev/s = ${(persistent!.perSecond / parsedWithPersistent!.perSecond).toFixed(2)}x JSON.parse`);
 }
 console.log(`${results.filter(Boolean).length}/${results.length} targets met`);
