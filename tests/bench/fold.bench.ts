@@ -15,7 +15,7 @@ import { measureTogether, report } from './harness.js';
 import { eventsOf, replayWorkloads } from './workloads.js';
 
 const PAGE = 1000;
-const ROUNDS = 5;
+const ROUNDS = 9;
 
 function foldTransient(events: readonly IommuEvent[]): number {
   let state: State = initialState;

@@ -20,6 +20,8 @@
  * persistent copies and would change the records' shapes. It dies with its scope.
  */
 let owned: Set<object> | null = null;
+/** Whether the open scope is a batch's (`withTransientTables`) rather than one event's. */
+let batch = false;
 
 /**
  * Runs `fn` (synchronously) in a new transient scope: objects allocated inside it may be written in place
@@ -28,12 +30,20 @@ let owned: Set<object> | null = null;
  */
 export function withTransientTables<T>(fn: () => T): T {
   const outer = owned;
+  const outerBatch = batch;
   owned = new Set();
+  batch = true;
   try {
     return fn();
   } finally {
     owned = outer;
+    batch = outerBatch;
   }
+}
+
+/** Whether a batch's scope is open: what it allocates ends up in a state only its caller sees. */
+export function inBatch(): boolean {
+  return batch;
 }
 
 /** Opens a scope unless one is open; true when it did (the caller closes it with `closeScope`, in a finally). */
