@@ -1,5 +1,5 @@
 import { fail } from './errors.js';
-import { drop, put, type Pe, type State } from './state.js';
+import { drop, patch, put, type Pe, type State } from './state.js';
 import { pnvTableGeometry } from './tce-levels.js';
 import type { Tx } from './tx.js';
 import { fromHex, isPowerOfTwo, log2, toHex, U64_MAX, type Hex } from './u64.js';
@@ -125,5 +125,5 @@ export function setPhbOption(tx: Tx, phb: number, option: PhbOption, enabled: bo
 
 export function evolveDdw(state: State, event: DdwEvent): State {
   const { phb, enabled } = event.data;
-  return { ...state, dma64Base: enabled ? put(state.dma64Base, phb, TVE1_4GB_BASE) : drop(state.dma64Base, phb) };
+  return patch(state, { dma64Base: enabled ? put(state.dma64Base, phb, TVE1_4GB_BASE) : drop(state.dma64Base, phb) });
 }

@@ -1,7 +1,7 @@
 import type { Output } from './commands.js';
 import { fail } from './errors.js';
 import type { Bdf } from './pci.js';
-import { drop, put, type Device, type Pe, type PeId, type State } from './state.js';
+import { drop, patch, put, type Device, type Pe, type PeId, type State } from './state.js';
 import { addDevice, removeDevice, removeFunction } from './topology.js';
 import type { Tx } from './tx.js';
 
@@ -294,7 +294,7 @@ export function userState(state: State, id: PeId): number {
 export function evolveEeh(state: State, event: EehEvent): State {
   const id = event.data.pe;
   const rec = eehOf(state, id);
-  const set = (next: EehPe): State => ({ ...state, eeh: put(state.eeh, id, next) });
+  const set = (next: EehPe): State => patch(state, { eeh: put(state.eeh, id, next) });
   switch (event.type) {
     case 'EehFrozen': {
       const d = event.data;
@@ -323,5 +323,5 @@ export function evolveEeh(state: State, event: EehEvent): State {
 
 /** PeReleased drops the PE's EEH record with it. */
 export function dropEeh(state: State, pe: PeId): State {
-  return state.eeh[pe] === undefined ? state : { ...state, eeh: drop(state.eeh, pe) };
+  return state.eeh[pe] === undefined ? state : patch(state, { eeh: drop(state.eeh, pe) });
 }

@@ -10,20 +10,26 @@ import { evolveIoas } from './ioas.js';
 import { evolveIommufdCtx } from './iommufd-destroy.js';
 import { evolveKvmTce } from './kvm-tce.js';
 import { evolvePe } from './pe.js';
-import { evolvePinned } from './pinning.js';
 import { evolvePlatformHv } from './platform-hv.js';
 import { evolvePrereg } from './prereg.js';
 import { liobn } from './rtas.js';
 import { evolveSlot } from './slot.js';
-import type { State } from './state.js';
+import { patch, type State } from './state.js';
 import { evolveTopology } from './topology.js';
+import { closeScope, openScope } from './transient.js';
 import { evolveSpapr, forgetInSpapr } from './vfio-spapr.js';
 import { evolveWindow } from './window.js';
 
 /** The pure fold: never reads a clock, never fails on an event `decide` produced. */
 export function evolve(state: State, event: IommuEvent): State {
-  const next = route(state, event);
-  return { ...next, version: state.version + 1 };
+  // A transient scope per event (unless a batch's is open): the State and each record it changes are
+  // copied once, however many steps of the event change them.
+  const opened = openScope();
+  try {
+    return patch(route(state, event), { version: state.version + 1 });
+  } finally {
+    closeScope(opened);
+  }
 }
 
 function route(state: State, event: IommuEvent): State {
@@ -62,10 +68,9 @@ function route(state: State, event: IommuEvent): State {
     case 'PagingDomainAllocated':
     case 'DeviceAttached':
     case 'DeviceDetached':
-      return evolveDomain(state, event);
     case 'TcesMapped':
     case 'TcesCleared':
-      return evolvePinned(state, evolveDomain(state, event), event.data.domain);
+      return evolveDomain(state, event);
     case 'SlotRegistered':
     case 'SlotStateChanged':
       return evolveSlot(state, event);

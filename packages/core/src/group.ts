@@ -1,6 +1,6 @@
 import { fail } from './errors.js';
 import type { Bdf } from './pci.js';
-import { drop, put, without, type Device, type DomainRef, type Group, type PeId, type State } from './state.js';
+import { drop, patch, put, without, type Device, type DomainRef, type Group, type PeId, type State } from './state.js';
 import type { Tx } from './tx.js';
 import { clearWindows, setDefaultConfig } from './window.js';
 
@@ -91,17 +91,16 @@ export function evolveGroup(state: State, event: GroupEvent): State {
       const { group, pe } = event.data;
       const g: Group = { id: group, pe, devices: [], owner: null, claimed: [], domain: { type: 'platform' }, attached: [] };
       const p = state.pes[pe]!;
-      return {
-        ...state,
+      return patch(state, {
         groups: put(state.groups, group, g),
         pes: put(state.pes, pe, { ...p, group }),
         nextGroupId: Math.max(state.nextGroupId, group + 1),
-      };
+      });
     }
     case 'GroupRemoved': {
       const g = state.groups[event.data.group]!;
       const p = state.pes[g.pe]!;
-      return { ...state, groups: drop(state.groups, g.id), pes: put(state.pes, p.id, { ...p, group: null }) };
+      return patch(state, { groups: drop(state.groups, g.id), pes: put(state.pes, p.id, { ...p, group: null }) });
     }
     case 'DmaOwnerClaimed': {
       // The first claim switches the group to the blocking domain in the same step.
@@ -120,5 +119,5 @@ export function evolveGroup(state: State, event: GroupEvent): State {
 }
 
 export function updateGroup(state: State, group: Group): State {
-  return { ...state, groups: put(state.groups, group.id, group) };
+  return patch(state, { groups: put(state.groups, group.id, group) });
 }

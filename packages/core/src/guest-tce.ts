@@ -1,6 +1,6 @@
 import type { Output } from './commands.js';
 import { fail } from './errors.js';
-import { drop, put, type State } from './state.js';
+import { drop, patch, put, type State } from './state.js';
 import { TCE_PERM_MASK, tceClearRange, tceGet, tceTableCreate, tceWriteRange, type TceTable } from './tce-table.js';
 import type { Tx } from './tx.js';
 import { fromHex, toHex, type Hex } from './u64.js';
@@ -136,12 +136,12 @@ export function evolveGuestTce(state: State, event: GuestTceEvent): State {
     const tce = fromHex(event.data.tce);
     next = tce === 0n ? tceClearRange(table, d.index, event.data.count) : tceWriteRange(table, d.index, event.data.count, () => tce);
   }
-  return { ...state, guestTces: put(state.guestTces, key, next) };
+  return patch(state, { guestTces: put(state.guestTces, key, next) });
 }
 
 /** A QEMU window going away frees its table (unless KVM holds a table of that LIOBN). */
 export function dropQemuTces(state: State, liobn: number): State {
   const key = liobnKey(liobn);
   if (state.guestTces[key] === undefined || state.kvmTables[key] !== undefined) return state;
-  return { ...state, guestTces: drop(state.guestTces, key) };
+  return patch(state, { guestTces: drop(state.guestTces, key) });
 }

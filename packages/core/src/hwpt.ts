@@ -6,8 +6,8 @@ import {
   dropObject, findObject, nextObjectId, objectAt, putObject, rangeData, rangeOf, requireObject,
   type Area, type Hwpt, type IDevice, type Ioas, type Range, type RangeData,
 } from './iommufd-ctx.js';
-import { evolvePinned, unmapAll } from './pinning.js';
-import { put, type PagingDomain, type State } from './state.js';
+import { unmapAll, withDomainTces } from './pinning.js';
+import type { PagingDomain, State } from './state.js';
 import type { Tx } from './tx.js';
 import { toHex, U64_MAX } from './u64.js';
 
@@ -115,7 +115,7 @@ export function withArea(state: State, domain: number, area: Area, mapped: boole
   const d = state.domains[domain]!;
   const length = area.last - area.iova + 1n;
   const next = mapped ? mapRange(d, area.iova, length, areaTce(area)) : unmapRange(d, area.iova, length);
-  return evolvePinned(state, { ...state, domains: put(state.domains, domain, next) }, domain);
+  return withDomainTces(state, d, next);
 }
 
 /**

@@ -8,7 +8,7 @@ import {
   requireObject, type Hwpt, type IDevice, type Ioas, type Range, type RangeData,
 } from './iommufd-ctx.js';
 import type { Bdf } from './pci.js';
-import { put, type State, type Window } from './state.js';
+import { patch, put, type State, type Window } from './state.js';
 import { Tx } from './tx.js';
 
 /**
@@ -228,7 +228,7 @@ export function evolveIdevice(state: State, event: IdeviceEvent): State {
       for (const w of next.windows) {
         windows[w.slot] = { start: w.start, size: w.last - w.start + 1n, pageShift: w.table.pageShift, table: { kind: 'domain', domain: next.id } };
       }
-      let s = updateGroup({ ...state, pes: put(state.pes, pe.id, { ...pe, windows }) }, { ...g, domain: { type: 'paging', id: next.id } });
+      let s = updateGroup(patch(state, { pes: put(state.pes, pe.id, { ...pe, windows }) }), { ...g, domain: { type: 'paging', id: next.id } });
       for (const d of e.devices) s = moveDevice(s, e.context, d.device, e.hwpt, d.reserved);
       return s;
     }

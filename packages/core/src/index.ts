@@ -21,8 +21,9 @@ export type {
 export {
   TCE_PCI_READ, TCE_PCI_WRITE, tceAllocatedBytes, tceClearRange, tceFirstValid, tceGet, tceLeafBases, tceRuns, tceTableCreate,
   tcePermBits, tcePermName, tceValidRun, tceWriteRange,
-  withTransientTables, tceWriteRun, type TcePerm, type TceRun, type TceTable,
+  tceWriteRun, type TcePerm, type TceRun, type TceTable,
 } from './tce-table.js';
+export { withTransientTables } from './transient.js';
 export type { Prot } from './domain.js';
 export { domainIovaToPhys, windowAt } from './domain.js';
 export { dma64Start, resolveWindows, SPAPR_LARGEST_BLOCK, TVE1_4GB_BASE, type PhbOption, type WindowData, type WindowSpec } from './ddw.js';

@@ -1,7 +1,7 @@
 import type { Prot } from './domain.js';
 import { fail } from './errors.js';
 import type { Bdf } from './pci.js';
-import { drop, put, type State } from './state.js';
+import { drop, patch, put, type State } from './state.js';
 import { fromHex, toHex, type Hex } from './u64.js';
 
 /**
@@ -118,16 +118,16 @@ export function nextObjectId(state: State, context: string): number {
 /** Evolve helper: the context with `obj` stored (the context opens with its first object). */
 export function putObject(state: State, context: string, obj: IommufdObject): State {
   const ctx = state.iommufd[context] ?? { objects: {} };
-  return { ...state, iommufd: put(state.iommufd, context, { objects: put(ctx.objects, obj.id, obj) }) };
+  return patch(state, { iommufd: put(state.iommufd, context, { objects: put(ctx.objects, obj.id, obj) }) });
 }
 
 export function dropObject(state: State, context: string, id: number): State {
   const ctx = state.iommufd[context]!;
-  return { ...state, iommufd: put(state.iommufd, context, { objects: drop(ctx.objects, id) }) };
+  return patch(state, { iommufd: put(state.iommufd, context, { objects: drop(ctx.objects, id) }) });
 }
 
 export function dropContext(state: State, context: string): State {
-  return { ...state, iommufd: drop(state.iommufd, context) };
+  return patch(state, { iommufd: drop(state.iommufd, context) });
 }
 
 /** Evolve helper for an object known to exist with the given kind. */

@@ -7,7 +7,7 @@ import {
 import { hcallEntry } from './hcall-dispatch.js';
 import { hwptOfDomain } from './iommufd-ctx.js';
 import { preregAt } from './prereg.js';
-import { put, type State, type Window } from './state.js';
+import { patch, put, type State, type Window } from './state.js';
 import { tceFirstValid, tcePermOf } from './tce-table.js';
 import type { Tx } from './tx.js';
 import { fromHex, toHex, U64_MAX, type Hex } from './u64.js';
@@ -261,17 +261,17 @@ export function evolveKvmTce(state: State, event: KvmTceEvent): State {
     case 'KvmTceTableCreated': {
       const d = event.data;
       const kt: KvmTceTable = { liobn: d.liobn, pageShift: d.pageShift, offset: fromHex(d.offset), size: d.size, groups: [] };
-      return { ...state, kvmTables: put(state.kvmTables, liobnKey(d.liobn), kt) };
+      return patch(state, { kvmTables: put(state.kvmTables, liobnKey(d.liobn), kt) });
     }
     case 'KvmMemslotSet': {
       const d = event.data;
       const m: Memslot = { slot: d.slot, gpa: fromHex(d.gpa), size: fromHex(d.size), ua: fromHex(d.ua) };
-      return { ...state, memslots: put(state.memslots, d.slot, m) };
+      return patch(state, { memslots: put(state.memslots, d.slot, m) });
     }
     case 'KvmGroupLinked': {
       const key = liobnKey(event.data.liobn);
       const kt = state.kvmTables[key]!;
-      return { ...state, kvmTables: put(state.kvmTables, key, { ...kt, groups: [...kt.groups, { group: event.data.group, context: event.data.context }] }) };
+      return patch(state, { kvmTables: put(state.kvmTables, key, { ...kt, groups: [...kt.groups, { group: event.data.group, context: event.data.context }] }) });
     }
   }
 }

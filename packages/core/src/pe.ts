@@ -1,6 +1,6 @@
 import { fail } from './errors.js';
 import type { Bdf } from './pci.js';
-import { drop, put, without, type Pe, type PeId, type Phb, type State, type TableGroup } from './state.js';
+import { drop, patch, put, without, type Pe, type PeId, type Phb, type State, type TableGroup } from './state.js';
 import type { Tx } from './tx.js';
 import { toHex, fromHex, type Hex } from './u64.js';
 
@@ -118,19 +118,19 @@ export function evolvePe(state: State, event: PeEvent): State {
         windows: [null, null],
         bypass: false,
       };
-      return { ...state, pes: put(state.pes, d.pe, pe) };
+      return patch(state, { pes: put(state.pes, d.pe, pe) });
     }
     case 'PeReleased':
-      return { ...state, pes: drop(state.pes, event.data.pe) };
+      return patch(state, { pes: drop(state.pes, event.data.pe) });
   }
 }
 
 export function peAddDevice(state: State, id: PeId, bdf: Bdf): State {
   const pe = state.pes[id]!;
-  return { ...state, pes: put(state.pes, id, { ...pe, devices: [...pe.devices, bdf] }) };
+  return patch(state, { pes: put(state.pes, id, { ...pe, devices: [...pe.devices, bdf] }) });
 }
 
 export function peRemoveDevice(state: State, id: PeId, bdf: Bdf): State {
   const pe = state.pes[id]!;
-  return { ...state, pes: put(state.pes, id, { ...pe, devices: without(pe.devices, bdf) }) };
+  return patch(state, { pes: put(state.pes, id, { ...pe, devices: without(pe.devices, bdf) }) });
 }

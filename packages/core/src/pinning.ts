@@ -1,4 +1,4 @@
-import { drop, put, type PagingDomain, type State } from './state.js';
+import { drop, patch, put, type PagingDomain, type State } from './state.js';
 import { tceRuns } from './tce-table.js';
 import type { Tx } from './tx.js';
 import { toHex } from './u64.js';
@@ -10,18 +10,23 @@ import { toHex } from './u64.js';
  * the tables, and moves only with TcesMapped and TcesCleared: a domain freed while TCEs are still valid
  * would leave pages pinned for ever, which is why every path that frees a domain unmaps it first
  * (`unmapAll`), and why invariants.ts compares the two.
+ *
+ * `withDomainTces`: the state with domain `before` replaced by `after`, the same domain with TCEs
+ * written or cleared, and its context's pinned bytes following.
  */
-export function evolvePinned(before: State, after: State, domainId: number): State {
-  const now = after.domains[domainId]!;
-  const delta = domainMappedBytes(now) - domainMappedBytes(before.domains[domainId]!);
-  if (delta === 0n) return after;
-  const total = (after.pinned[now.context] ?? 0n) + delta;
-  return { ...after, pinned: total === 0n ? drop(after.pinned, now.context) : put(after.pinned, now.context, total) };
+export function withDomainTces(state: State, before: PagingDomain, after: PagingDomain): State {
+  const delta = domainMappedBytes(after) - domainMappedBytes(before);
+  const next = patch(state, { domains: put(state.domains, after.id, after) });
+  if (delta === 0n) return next;
+  const total = (next.pinned[after.context] ?? 0n) + delta;
+  return patch(next, { pinned: total === 0n ? drop(next.pinned, after.context) : put(next.pinned, after.context, total) });
 }
 
 /** Bytes a domain's valid TCEs map: valid entries x page size, over its windows. */
 export function domainMappedBytes(d: PagingDomain): bigint {
-  return d.windows.reduce((n, w) => n + (BigInt(w.table.valid) << BigInt(w.table.pageShift)), 0n);
+  let bytes = 0n;
+  for (const w of d.windows) bytes += BigInt(w.table.valid) << BigInt(w.table.pageShift);
+  return bytes;
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Output } from './commands.js';
 import { fail } from './errors.js';
 import { domainMappedBytes } from './pinning.js';
-import { drop, put, type Phb, type State } from './state.js';
+import { drop, patch, put, type Phb, type State } from './state.js';
 import { tceFirstValid, tceValidRun, type TceTable } from './tce-table.js';
 import type { Tx } from './tx.js';
 import { fromHex, toHex, type Hex } from './u64.js';
@@ -194,15 +194,15 @@ export function evolvePlatformHv(state: State, event: PlatformHvEvent): State {
   const hv = state.platformHv;
   switch (event.type) {
     case 'IoEntitlementSet':
-      return { ...state, platformHv: { ...hv, entitlement: event.data.bytes === null ? null : fromHex(event.data.bytes) } };
+      return patch(state, { platformHv: { ...hv, entitlement: event.data.bytes === null ? null : fromHex(event.data.bytes) } });
     case 'HcallFaultSet': {
       const d = event.data;
       const faults = d.code === null ? drop(hv.faults, d.phb) : put(hv.faults, d.phb, { code: d.code, remaining: d.afterEntries });
-      return { ...state, platformHv: { ...hv, faults } };
+      return patch(state, { platformHv: { ...hv, faults } });
     }
     case 'HcallEntriesAccepted': {
       const f = hv.faults[event.data.phb]!;
-      return { ...state, platformHv: { ...hv, faults: put(hv.faults, event.data.phb, { ...f, remaining: f.remaining - event.data.entries }) } };
+      return patch(state, { platformHv: { ...hv, faults: put(hv.faults, event.data.phb, { ...f, remaining: f.remaining - event.data.entries }) } });
     }
   }
 }

@@ -1,6 +1,6 @@
 import type { Output } from './commands.js';
 import { fail } from './errors.js';
-import type { State } from './state.js';
+import { patch, type State } from './state.js';
 import type { Tx } from './tx.js';
 import { fromHex, toHex, type Hex } from './u64.js';
 
@@ -56,9 +56,9 @@ export function evolvePrereg(state: State, event: PreregEvent): State {
   const size = fromHex(event.data.size);
   const i = state.prereg.findIndex((r) => r.ua === ua && r.size === size);
   if (event.type === 'MemoryPreregistered') {
-    if (i >= 0) return { ...state, prereg: state.prereg.map((r, j) => (j === i ? { ...r, users: r.users + 1 } : r)) };
-    return { ...state, prereg: [...state.prereg, { ua, size, pageShift: event.data.pageShift, users: 1 }] };
+    if (i >= 0) return patch(state, { prereg: state.prereg.map((r, j) => (j === i ? { ...r, users: r.users + 1 } : r)) });
+    return patch(state, { prereg: [...state.prereg, { ua, size, pageShift: event.data.pageShift, users: 1 }] });
   }
   const r = state.prereg[i]!;
-  return { ...state, prereg: r.users > 1 ? state.prereg.map((x, j) => (j === i ? { ...x, users: x.users - 1 } : x)) : state.prereg.filter((_, j) => j !== i) };
+  return patch(state, { prereg: r.users > 1 ? state.prereg.map((x, j) => (j === i ? { ...x, users: x.users - 1 } : x)) : state.prereg.filter((_, j) => j !== i) });
 }

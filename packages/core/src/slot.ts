@@ -1,6 +1,6 @@
 import { fail } from './errors.js';
 import { parseBdf, type Bdf } from './pci.js';
-import { put, type Slot, type SlotState, type State } from './state.js';
+import { patch, put, type Slot, type SlotState, type State } from './state.js';
 import { addDevice, removeDevice, type DeviceSpec } from './topology.js';
 import type { Tx } from './tx.js';
 
@@ -82,11 +82,11 @@ export function evolveSlot(state: State, event: SlotEvent): State {
   switch (event.type) {
     case 'SlotRegistered': {
       const d = event.data;
-      return { ...state, slots: put(state.slots, d.slot, { name: d.slot, phb: d.phb, bus: d.bus, state: d.state }) };
+      return patch(state, { slots: put(state.slots, d.slot, { name: d.slot, phb: d.phb, bus: d.bus, state: d.state }) });
     }
     case 'SlotStateChanged': {
       const slot = state.slots[event.data.slot]!;
-      return { ...state, slots: put(state.slots, slot.name, { ...slot, state: event.data.state }) };
+      return patch(state, { slots: put(state.slots, slot.name, { ...slot, state: event.data.state }) });
     }
   }
 }

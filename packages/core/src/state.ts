@@ -6,6 +6,7 @@ import type { Prereg } from './prereg.js';
 import type { SpaprContainer } from './vfio-spapr.js';
 import type { Bdf, PhbGeneration, Platform } from './pci.js';
 import type { TceTable } from './tce-table.js';
+import { isOwned, own } from './transient.js';
 
 /**
  * The whole modelled host: the fold of every event so far. Plain immutable records keyed by string
@@ -227,14 +228,31 @@ export const initialState: State = {
   platformHv: { entitlement: null, faults: {} },
 };
 
-/** Record helpers for immutable updates; keys are kept in insertion order. */
+/**
+ * Record helpers for persistent updates; keys keep their insertion order. A record or State the open
+ * transient scope owns (transient.ts) is written in place; any other is copied, and the copy is owned.
+ */
 export function put<V>(record: Readonly<Record<string, V>>, key: string | number, value: V): Readonly<Record<string, V>> {
-  return { ...record, [key]: value };
+  if (isOwned(record)) {
+    (record as Record<string, V>)[key] = value;
+    return record;
+  }
+  return own({ ...record, [key]: value });
 }
 
 export function drop<V>(record: Readonly<Record<string, V>>, key: string | number): Readonly<Record<string, V>> {
+  if (isOwned(record)) {
+    delete (record as Record<string, V>)[key];
+    return record;
+  }
   const { [key]: _removed, ...rest } = record;
-  return rest;
+  return own(rest);
+}
+
+/** The state with `changes`: what `{ ...state, ...changes }` gives, without the copy when the scope owns it. */
+export function patch(state: State, changes: Partial<State>): State {
+  if (isOwned(state)) return Object.assign(state, changes);
+  return own({ ...state, ...changes });
 }
 
 export function without<T>(list: readonly T[], item: T): readonly T[] {

@@ -9,13 +9,18 @@
  *   not the window size. Clearing never allocates.
  * - Nodes are never mutated after they are reachable from a returned table: every write copies the
  *   path it touches (copy-on-write), so an older state stays valid. That is what keeps `evolve` pure.
+ *   Within one transient scope (transient.ts) a node is copied once and then written in place.
  * - `valid` counts non-zero entries.
  *
  * Fan-out is 512 (one 4 KiB page of 8-byte TCEs), the level size of a 4K-page kernel.
  */
+import { inBatch, isOwned, own } from './transient.js';
+
 const FANOUT_SHIFT = 9;
 const FANOUT = 1 << FANOUT_SHIFT;
 const MASK = FANOUT - 1;
+/** Entries under one node of each level (FANOUT^level), up to a 5-level table: a lookup, not a pow per visit. */
+const SPAN = [1, FANOUT, FANOUT ** 2, FANOUT ** 3, FANOUT ** 4, FANOUT ** 5];
 
 type Leaf = BigUint64Array;
 type Dir = readonly (TceNode | undefined)[];
@@ -54,6 +59,10 @@ export function tcePermBits(perm: TcePerm): bigint {
   return (perm.includes('r') ? TCE_PCI_READ : 0n) | (perm.includes('w') ? TCE_PCI_WRITE : 0n);
 }
 
+function spanOf(level: number): number {
+  return SPAN[level] ?? FANOUT ** level;
+}
+
 export function tceTableCreate(pageShift: number, size: number): TceTable {
   let depth = 1;
   while (2 ** (FANOUT_SHIFT * depth) < size) depth++;
@@ -65,71 +74,51 @@ export function tceGet(table: TceTable, index: number): bigint {
   let node = table.root;
   for (let level = table.depth - 1; level > 0; level--) {
     if (node === undefined) return 0n;
-    node = (node as Dir)[Math.floor(index / 2 ** (FANOUT_SHIFT * level)) & MASK];
+    node = (node as Dir)[Math.floor(index / spanOf(level)) & MASK];
   }
   return node === undefined ? 0n : (node as Leaf)[index & MASK]!;
 }
 
-/**
- * Nodes a transient fold allocated itself (see `withTransientTables`). Null outside one: then every
- * write copies its path.
- */
-let owned: WeakSet<object> | null = null;
-
-/**
- * Runs `fn` (synchronously) with copy-on-write relaxed for nodes allocated inside it: a node is copied
- * the first time `fn` writes it and mutated in place afterwards. Only for folds whose intermediate
- * states nobody keeps (replay folding a page of events): the input state and everything allocated
- * before the call stay untouched, and the ownership set dies with the call.
- */
-export function withTransientTables<T>(fn: () => T): T {
-  const outer = owned;
-  owned = new WeakSet();
-  try {
-    return fn();
-  } finally {
-    owned = outer;
-  }
+/** A leaf this write may change: itself when the open transient scope allocated it, else a copy. */
+function writableLeaf(leaf: Leaf | undefined): Leaf {
+  if (leaf !== undefined && isOwned(leaf)) return leaf;
+  if (!inBatch()) return own(leaf === undefined ? new BigUint64Array(FANOUT) : leaf.slice());
+  const out = slabLeaf();
+  if (leaf !== undefined) out.set(leaf);
+  return own(out);
 }
 
-/** A leaf this write may change: itself when the running transient fold allocated it, else a copy. */
-function writableLeaf(leaf: Leaf | undefined): Leaf {
-  if (leaf !== undefined && owned?.has(leaf)) return leaf;
-  const out = leaf === undefined ? new BigUint64Array(FANOUT) : leaf.slice();
-  owned?.add(out);
-  return out;
+/**
+ * Leaves a batch allocates (replay folding a page) are views on shared buffers of SLAB_LEAVES leaves:
+ * an ArrayBuffer of its own costs about 0.7 us, a view on a shared one about 0.1 us, and a replay of
+ * scattered maps copies a leaf on every other event. The price is that a buffer lives as long as any of
+ * its leaves, so a state may keep up to SLAB_LEAVES - 1 dead leaves per live one; leaves written outside
+ * a batch (decide, the per-event folds of audits) keep a buffer each, so that live states, which change
+ * a few leaves at a time for ever, never pin buffers.
+ */
+const SLAB_LEAVES = 8;
+let slab: ArrayBuffer | null = null;
+let slabUsed = 0;
+
+function slabLeaf(): Leaf {
+  if (slab === null || slabUsed === SLAB_LEAVES) {
+    slab = new ArrayBuffer(SLAB_LEAVES * FANOUT * 8);
+    slabUsed = 0;
+  }
+  return new BigUint64Array(slab, FANOUT * 8 * slabUsed++, FANOUT);
 }
 
 function writableDir(dir: Dir | undefined): (TceNode | undefined)[] {
-  if (dir !== undefined && owned?.has(dir)) return dir as (TceNode | undefined)[];
-  const out = dir === undefined ? new Array<TceNode | undefined>(FANOUT).fill(undefined) : dir.slice();
-  owned?.add(out);
-  return out;
+  if (dir !== undefined && isOwned(dir)) return dir as (TceNode | undefined)[];
+  return own(dir === undefined ? new Array<TceNode | undefined>(FANOUT).fill(undefined) : dir.slice());
 }
 
 /**
  * Writes `count` consecutive entries from `index`: entry index+i gets value(i) (non-zero: a valid TCE).
  * `value` is called exactly once per entry, in index order.
  */
-export function tceWriteRange(
-  table: TceTable,
-  index: number,
-  count: number,
-  value: (i: number) => bigint,
-): TceTable {
-  return update(table, index, count, true, (leaf, base, from, to) => {
-    let out: Leaf | undefined;
-    let delta = 0;
-    for (let i = from; i < to; i++) {
-      const v = value(i - index);
-      const old = leaf === undefined ? 0n : leaf[i - base]!;
-      if (old === v) continue;
-      out ??= writableLeaf(leaf);
-      out[i - base] = v;
-      delta += (v !== 0n ? 1 : 0) - (old !== 0n ? 1 : 0);
-    }
-    return { leaf: out ?? leaf, delta };
-  });
+export function tceWriteRange(table: TceTable, index: number, count: number, value: (i: number) => bigint): TceTable {
+  return update(table, { kind: 'values', index, count, value, first: 0n, step: 0n });
 }
 
 /**
@@ -138,69 +127,106 @@ export function tceWriteRange(
  * a map, so it is one tight loop per leaf.
  */
 export function tceWriteRun(table: TceTable, index: number, count: number, first: bigint, step: bigint): TceTable {
-  return update(table, index, count, true, (leaf, base, from, to) => {
-    let delta = to - from;
-    if (leaf !== undefined) for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) delta--;
-    const out = writableLeaf(leaf);
-    let v = first + BigInt(from - index) * step;
-    for (let j = from - base; j < to - base; j++) {
-      out[j] = v;
-      v += step;
-    }
-    return { leaf: out, delta };
-  });
+  return update(table, { kind: 'run', index, count, value: null, first, step });
 }
 
 /** Clears `count` entries from `index`. Missing levels are skipped, never allocated. */
 export function tceClearRange(table: TceTable, index: number, count: number): TceTable {
-  return update(table, index, count, false, (leaf, base, from, to) => {
-    if (leaf === undefined) return { leaf, delta: 0 };
-    let valid = 0;
-    for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) valid++;
-    if (valid === 0) return { leaf, delta: 0 };
-    const out = writableLeaf(leaf);
-    out.fill(0n, from - base, to - base);
-    return { leaf: out, delta: -valid };
-  });
+  return update(table, { kind: 'clear', index, count, value: null, first: 0n, step: 0n });
 }
 
-/** What one leaf becomes for the entries [from, to) it holds (base is its first index), and the change in valid entries. */
-type LeafUpdate = (leaf: Leaf | undefined, base: number, from: number, to: number) => { leaf: Leaf | undefined; delta: number };
+/**
+ * One change of the entries [index, index+count): a run of values (`first`, then each plus `step`), the
+ * values `value(i)` for entry index+i, or clearing. A plain record rather than a closure per call: the
+ * leaf operations below are the fold's innermost loop.
+ */
+interface Change {
+  readonly kind: 'run' | 'values' | 'clear';
+  readonly index: number;
+  readonly count: number;
+  readonly value: ((i: number) => bigint) | null;
+  readonly first: bigint;
+  readonly step: bigint;
+}
 
 /**
- * Applies `op` to every leaf under [index, index+count), copying the path to each changed leaf.
- * Missing subtrees are created only when `allocate` (writes); clearing under them is a no-op.
+ * Applies the change to every leaf under [index, index+count), copying the path to each changed leaf
+ * (each node at most once per call, and once per transient scope). Writes create missing subtrees;
+ * clearing skips them.
  */
-function update(table: TceTable, index: number, count: number, allocate: boolean, op: LeafUpdate): TceTable {
-  if (count <= 0) return table;
-  let validDelta = 0;
-  const write = (node: TceNode | undefined, level: number, base: number, from: number, to: number): TceNode | undefined => {
-    if (level === 0) {
-      const r = op(node as Leaf | undefined, base, from, to);
-      validDelta += r.delta;
-      return r.leaf;
-    }
-    const span = 2 ** (FANOUT_SHIFT * level);
-    let dir: (TceNode | undefined)[] | undefined;
-    for (let start = from; start < to; ) {
-      const slot = Math.floor((start - base) / span);
-      const childBase = base + slot * span;
-      const end = Math.min(to, childBase + span);
-      const child = node === undefined ? undefined : (node as Dir)[slot];
-      if (child !== undefined || allocate) {
-        const next = write(child, level - 1, childBase, start, end);
-        if (next !== child) {
-          dir ??= writableDir(node as Dir | undefined);
-          dir[slot] = next;
-        }
+function update(table: TceTable, change: Change): TceTable {
+  if (change.count <= 0) return table;
+  const result = { valid: 0 };
+  const root = updateNode(table.root, table.depth - 1, 0, change.index, change.index + change.count, change, result);
+  // A node the scope owns is changed in place, so an unchanged root does not mean no change.
+  if (root === table.root && result.valid === 0) return table;
+  // Fields spelled out: in V8 11 a spread with an override costs ten times this literal, once per TCE write.
+  return { pageShift: table.pageShift, size: table.size, depth: table.depth, root, valid: table.valid + result.valid };
+}
+
+/** The node covering [base, base + FANOUT^(level+1)) after the change of its entries [from, to); adds the valid entries gained to `result`. */
+function updateNode(node: TceNode | undefined, level: number, base: number, from: number, to: number, change: Change, result: { valid: number }): TceNode | undefined {
+  if (level === 0) {
+    const leaf = node as Leaf | undefined;
+    if (change.kind === 'run') return writeRun(leaf, base, from, to, change, result);
+    if (change.kind === 'values') return writeValues(leaf, base, from, to, change, result);
+    return clear(leaf, base, from, to, result);
+  }
+  const span = spanOf(level);
+  let dir: (TceNode | undefined)[] | undefined;
+  for (let start = from; start < to; ) {
+    const slot = Math.floor((start - base) / span);
+    const childBase = base + slot * span;
+    const end = Math.min(to, childBase + span);
+    const child = node === undefined ? undefined : (node as Dir)[slot];
+    if (child !== undefined || change.kind !== 'clear') {
+      const next = updateNode(child, level - 1, childBase, start, end, change, result);
+      if (next !== child) {
+        dir ??= writableDir(node as Dir | undefined);
+        dir[slot] = next;
       }
-      start = end;
     }
-    return dir ?? node;
-  };
-  const root = write(table.root, table.depth - 1, 0, index, index + count);
-  // In a transient fold the root may be mutated in place, so an unchanged root does not mean no change.
-  return root === table.root && validDelta === 0 ? table : { ...table, root, valid: table.valid + validDelta };
+    start = end;
+  }
+  return dir ?? node;
+}
+
+function writeRun(leaf: Leaf | undefined, base: number, from: number, to: number, change: Change, result: { valid: number }): Leaf {
+  let gained = to - from;
+  if (leaf !== undefined) for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) gained--;
+  const out = writableLeaf(leaf);
+  const step = change.step;
+  let v = change.first + BigInt(from - change.index) * step;
+  for (let j = from - base; j < to - base; j++) {
+    out[j] = v;
+    v += step;
+  }
+  result.valid += gained;
+  return out;
+}
+
+function writeValues(leaf: Leaf | undefined, base: number, from: number, to: number, change: Change, result: { valid: number }): Leaf | undefined {
+  let out: Leaf | undefined;
+  for (let i = from; i < to; i++) {
+    const v = change.value!(i - change.index);
+    const old = leaf === undefined ? 0n : leaf[i - base]!;
+    if (old === v) continue;
+    out ??= writableLeaf(leaf);
+    out[i - base] = v;
+    result.valid += (v !== 0n ? 1 : 0) - (old !== 0n ? 1 : 0);
+  }
+  return out ?? leaf;
+}
+
+function clear(leaf: Leaf | undefined, base: number, from: number, to: number, result: { valid: number }): Leaf | undefined {
+  if (leaf === undefined) return leaf;
+  let valid = 0;
+  for (let j = from - base; j < to - base; j++) if (leaf[j] !== 0n) valid++;
+  if (valid === 0) return leaf;
+  const out = writableLeaf(leaf);
+  out.fill(0n, from - base, to - base);
+  result.valid -= valid;
+  return out;
 }
 
 /** A maximal run of valid entries whose addresses advance by one IOMMU page and share permissions. */
@@ -229,7 +255,7 @@ export function tceRuns(table: TceTable): TceRun[] {
       }
       return;
     }
-    const span = 2 ** (FANOUT_SHIFT * level);
+    const span = spanOf(level);
     (node as Dir).forEach((child, slot) => visit(child, level - 1, base + slot * span));
   };
   visit(table.root, table.depth - 1, 0);
@@ -249,7 +275,7 @@ export function tceValidFrom(table: TceTable, from: number): boolean {
       for (let i = Math.max(0, from - base); i < FANOUT; i++) if (leaf[i] !== 0n) return true;
       return false;
     }
-    const span = 2 ** (FANOUT_SHIFT * level);
+    const span = spanOf(level);
     const dir = node as Dir;
     for (let slot = Math.max(0, Math.floor((from - base) / span)); slot < FANOUT; slot++) {
       const child = dir[slot];
@@ -274,7 +300,7 @@ export function tceLeafBases(table: TceTable): number[] {
       bases.push(base);
       return;
     }
-    const span = 2 ** (FANOUT_SHIFT * level);
+    const span = spanOf(level);
     (node as Dir).forEach((child, slot) => visit(child, level - 1, base + slot * span));
   };
   visit(table.root, table.depth - 1, 0);
@@ -303,7 +329,7 @@ function firstWhere(table: TceTable, from: number, to: number, zero: boolean): n
       for (let i = lo; i < hi; i++) if ((leaf[i - base] === 0n) === zero) return i;
       return -1;
     }
-    const span = 2 ** (FANOUT_SHIFT * level);
+    const span = spanOf(level);
     for (let start = lo; start < hi; ) {
       const slot = Math.floor((start - base) / span);
       const childBase = base + slot * span;

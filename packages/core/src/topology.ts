@@ -7,7 +7,7 @@ import {
   isBridgeClass, normalizeBdf, parseBdf, PHB_PAGE_SHIFTS, PLATFORM_GENERATIONS, type Bdf, type PhbGeneration, type Platform,
 } from './pci.js';
 import { unmapAll } from './pinning.js';
-import { drop, put, without, type Device, type Phb, type State } from './state.js';
+import { drop, patch, put, without, type Device, type Phb, type State } from './state.js';
 import type { DeviceFields } from './commands.js';
 import type { Hypervisor } from './platform-hv.js';
 import type { Tx } from './tx.js';
@@ -277,7 +277,7 @@ export function evolveTopology(state: State, event: TopologyEvent): State {
       const d = event.data;
       const hypervisor = d.platform === 'pseries' ? d.hypervisor ?? 'qemu' : null;
       const phb: Phb = { domain: d.phb, platform: d.platform, generation: d.generation, numPes: d.numPes, pageShifts: d.pageShifts, hypervisor };
-      return { ...state, phbs: put(state.phbs, d.phb, phb) };
+      return patch(state, { phbs: put(state.phbs, d.phb, phb) });
     }
     case 'DeviceAdded': {
       const d = event.data;
@@ -287,38 +287,40 @@ export function evolveTopology(state: State, event: TopologyEvent): State {
         bridge: d.bridge, driver: d.driver, pe: d.pe, group: d.group, pf: d.pf ?? null,
         sriov: d.sriov ? { ...d.sriov, vfs: [] } : null, removalRequested: false,
       };
-      let next: State = { ...peAddDevice(state, d.pe, d.bdf), devices: put(state.devices, d.bdf, dev) };
+      let next = peAddDevice(state, d.pe, d.bdf);
+      next = patch(next, { devices: put(next.devices, d.bdf, dev) });
       if (d.group !== null) {
         const g = next.groups[d.group]!;
-        next = { ...next, groups: put(next.groups, g.id, { ...g, devices: [...g.devices, d.bdf] }) };
+        next = patch(next, { groups: put(next.groups, g.id, { ...g, devices: [...g.devices, d.bdf] }) });
       }
       if (d.pf !== undefined) next = updateVfs(next, d.pf, (vfs) => [...vfs, d.bdf]);
       return next;
     }
     case 'DeviceRemoved': {
       const dev = state.devices[event.data.bdf]!;
-      let next: State = { ...peRemoveDevice(state, dev.pe, dev.bdf), devices: drop(state.devices, dev.bdf) };
+      let next = peRemoveDevice(state, dev.pe, dev.bdf);
+      next = patch(next, { devices: drop(next.devices, dev.bdf) });
       if (dev.group !== null) {
         const g = next.groups[dev.group]!;
-        next = { ...next, groups: put(next.groups, g.id, { ...g, devices: without(g.devices, dev.bdf) }) };
+        next = patch(next, { groups: put(next.groups, g.id, { ...g, devices: without(g.devices, dev.bdf) }) });
       }
       if (dev.pf !== null) next = updateVfs(next, dev.pf, (vfs) => without(vfs, dev.bdf));
       return next;
     }
     case 'RemovalRequested': {
       const dev = state.devices[event.data.bdf]!;
-      return { ...state, devices: put(state.devices, dev.bdf, { ...dev, removalRequested: true }) };
+      return patch(state, { devices: put(state.devices, dev.bdf, { ...dev, removalRequested: true }) });
     }
     case 'DriverBound':
     case 'DriverUnbound': {
       const dev = state.devices[event.data.bdf]!;
       const driver = event.type === 'DriverBound' ? event.data.driver : null;
-      return { ...state, devices: put(state.devices, dev.bdf, { ...dev, driver }) };
+      return patch(state, { devices: put(state.devices, dev.bdf, { ...dev, driver }) });
     }
   }
 }
 
 function updateVfs(state: State, pf: Bdf, change: (vfs: readonly Bdf[]) => readonly Bdf[]): State {
   const dev = state.devices[pf]!;
-  return { ...state, devices: put(state.devices, pf, { ...dev, sriov: { ...dev.sriov!, vfs: change(dev.sriov!.vfs) } }) };
+  return patch(state, { devices: put(state.devices, pf, { ...dev, sriov: { ...dev.sriov!, vfs: change(dev.sriov!.vfs) } }) });
 }

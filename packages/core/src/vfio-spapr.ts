@@ -6,7 +6,7 @@ import { claimDevice, releaseDevice } from './group.js';
 import { preregAt, registerMemory, unregisterMemory } from './prereg.js';
 import { unmapAll } from './pinning.js';
 import { countAccepted, HCALL_STATUS, hvAnswers, hvBuild, hvClear, ioMappedBytes, validStretches } from './platform-hv.js';
-import { drop, put, type DomainWindow, type PagingDomain, type State } from './state.js';
+import { drop, patch, put, type DomainWindow, type PagingDomain, type State } from './state.js';
 import { tceRuns, TCE_PERM_MASK, tceFirstValid, tcePermOf, type TcePerm } from './tce-table.js';
 import type { Tx } from './tx.js';
 import { fromHex, toHex, type Hex } from './u64.js';
@@ -440,7 +440,7 @@ export function spaprClose(tx: Tx, name: string): Output {
 export function evolveSpapr(state: State, event: SpaprEvent): State {
   const d = event.data;
   const c = state.spapr[d.container]!;
-  const set = (next: SpaprContainer): State => ({ ...state, spapr: put(state.spapr, d.container, next) });
+  const set = (next: SpaprContainer): State => patch(state, { spapr: put(state.spapr, d.container, next) });
   switch (event.type) {
     case 'SpaprContainerOpened':
       return set({ name: d.container, v2: event.data.v2, memlockPages: event.data.memlockPages, enabled: false, groups: [], defWindowPending: false, regions: [] });
@@ -459,7 +459,7 @@ export function evolveSpapr(state: State, event: SpaprEvent): State {
       return set({ ...c, regions });
     }
     case 'SpaprContainerClosed':
-      return { ...state, spapr: drop(state.spapr, d.container) };
+      return patch(state, { spapr: drop(state.spapr, d.container) });
   }
 }
 
@@ -477,5 +477,6 @@ export function forgetInSpapr(state: State, gone: { readonly domain?: number; re
       spapr = put(spapr, c.name, { ...c, groups: c.groups.map((e) => (e.domain === gone.domain ? { ...e, domain: null } : e)) });
     }
   }
-  return spapr === state.spapr ? state : { ...state, spapr };
+  // The same record: nothing changed, or the open transient scope owns it and it changed in place.
+  return spapr === state.spapr ? state : patch(state, { spapr });
 }

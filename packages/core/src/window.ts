@@ -1,4 +1,4 @@
-import { put, type Pe, type PeId, type State, type TableRef, type Window } from './state.js';
+import { patch, put, type Pe, type PeId, type State, type TableRef, type Window } from './state.js';
 import type { Tx } from './tx.js';
 import { fromHex, toHex, type Hex } from './u64.js';
 
@@ -59,13 +59,13 @@ export function evolveWindow(state: State, event: WindowEvent): State {
       const d = event.data;
       const w: Window = { start: fromHex(d.start), size: fromHex(d.size), pageShift: d.pageShift, table: d.table };
       const windows: Pe['windows'] = d.slot === 0 ? [w, pe.windows[1]] : [pe.windows[0], w];
-      return { ...state, pes: put(state.pes, pe.id, { ...pe, windows }) };
+      return patch(state, { pes: put(state.pes, pe.id, { ...pe, windows }) });
     }
     case 'WindowUnset': {
       const windows: Pe['windows'] = event.data.slot === 0 ? [null, pe.windows[1]] : [pe.windows[0], null];
-      return { ...state, pes: put(state.pes, pe.id, { ...pe, windows }) };
+      return patch(state, { pes: put(state.pes, pe.id, { ...pe, windows }) });
     }
     case 'BypassSet':
-      return { ...state, pes: put(state.pes, pe.id, { ...pe, bypass: event.data.enabled }) };
+      return patch(state, { pes: put(state.pes, pe.id, { ...pe, bypass: event.data.enabled }) });
   }
 }
