@@ -28,7 +28,8 @@ import { fromHex, toHex, type Hex } from './u64.js';
  *   keeps its mappings; only new ones fail), as an HMC change of a running partition's entitlement is.
  * - Injected faults: LoPAR lists H_Hardware for the TCE hcalls without saying when it happens (a
  *   hardware error: an input to the model), and H_Busy comes from the CMO option's wait for an
- *   expropriated page (the model treats the LongBusy codes as H_BUSY, the one Linux checks for).
+ *   expropriated page (LoPAR gives no TCE hcall H_Busy itself; the model injects H_BUSY, +1, to stand
+ *   for the positive statuses, which no TCE path of Linux tells apart).
  *   `injectHcallFault` arms a PHB: after `afterEntries` more accepted entries, every TCE hcall on that
  *   PHB's tables gets the code, until it is cleared. The count moves only with accepted commands
  *   (`HcallEntriesAccepted`), so a refused command writes nothing, not even the count.
