@@ -1,4 +1,4 @@
-import { canonicalState, decide, fold, initialState, withTransientTables, type Command, type IommuEvent, type State } from '@iommu-orch/core';
+import { canonicalState, decide, fold, initialState, transientSession, withTransientTables, type Command, type IommuEvent, type State } from '@iommu-orch/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { bootCommands, commandsArb, iommufdBootCommands, iommufdCommandsArb } from '../support/arbitraries.js';
@@ -10,7 +10,8 @@ import { EEH_BOOT, eehKvmSpaprCommandsArb } from '../support/eeh-kvm-spapr-arbit
  * inside its own `withTransientTables` call as replay does, gives the state the persistent fold gives,
  * and the state each page starts from (a persistent state, or the result of the page before) is exactly
  * what it was before the page ran. Every command family, so that every object file's evolve runs in
- * place at least once.
+ * place at least once. The same with one session across all the pages, as replay folds: there only the
+ * state the session starts from must stay as it was.
  */
 const FAMILIES: readonly (readonly [string, readonly Command[], fc.Arbitrary<Command[]>])[] = [
   ['kernel domains', bootCommands, commandsArb],
@@ -53,6 +54,27 @@ describe('transient folds (fast-check)', () => {
           expect(canonicalState(state)).toBe(canonicalState(persistent));
           expect(state.version).toBe(events.length);
           for (const [input, copy] of inputs) expect(input).toStrictEqual(copy);
+        }),
+        { numRuns: 100 },
+      );
+    });
+
+    it(`${name}: one transient session across the pages (replay) equals the persistent fold and leaves the start state unchanged`, () => {
+      fc.assert(
+        fc.property(arb, fc.nat(), fc.array(fc.integer({ min: 1, max: 12 }), { minLength: 1, maxLength: 12 }), (commands, split, pages) => {
+          const events = eventsOf([...boot, ...commands]);
+          const start = split % (events.length + 1);
+          const input = fold(events.slice(0, start), initialState);
+          const copy = structuredClone(input);
+          const session = transientSession();
+          let state = input;
+          for (let at = start, p = 0; at < events.length; at += pages[p++ % pages.length]!) {
+            const page = events.slice(at, at + pages[p % pages.length]!);
+            const from = state;
+            state = session.run(() => fold(page, from));
+          }
+          expect(canonicalState(state)).toBe(canonicalState(fold(events, initialState)));
+          expect(input).toStrictEqual(copy);
         }),
         { numRuns: 100 },
       );

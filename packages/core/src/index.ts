@@ -23,7 +23,7 @@ export {
   tcePermBits, tcePermName, tceValidRun, tceWriteRange,
   tceWriteRun, type TcePerm, type TceRun, type TceTable,
 } from './tce-table.js';
-export { withTransientTables } from './transient.js';
+export { transientSession, withTransientTables, type TransientSession } from './transient.js';
 export type { Prot } from './domain.js';
 export { domainIovaToPhys, windowAt } from './domain.js';
 export { dma64Start, resolveWindows, SPAPR_LARGEST_BLOCK, TVE1_4GB_BASE, type PhbOption, type WindowData, type WindowSpec } from './ddw.js';

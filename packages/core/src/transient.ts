@@ -12,9 +12,9 @@
  * - each `evolve` runs in one (its own when none is open): an event that changes the State, a record
  *   or a table node several times copies each once, and its result is persistent again once it returns;
  * - `withTransientTables(fn)` opens one around a batch of events, for a caller that keeps none of the
- *   states between them (replay folds a page of events): each object is then copied once per batch,
- *   not once per event. The states between two events of the batch are written in place later, so they
- *   must not escape `fn`.
+ *   states between them: each object is then copied once per batch, not once per event. The states
+ *   between two events of the batch are written in place later, so they must not escape `fn`;
+ *   `transientSession()` stretches one such scope over several calls (replay's pages).
  *
  * Ownership is a Set, not a mark on the objects: a mark would be copied by the spreads that make the
  * persistent copies and would change the records' shapes. It dies with its scope.
@@ -29,9 +29,30 @@ let batch = false;
  * from, and everything allocated before the call, stay untouched.
  */
 export function withTransientTables<T>(fn: () => T): T {
+  return inScope(new Set(), fn);
+}
+
+/** A batch scope that several synchronous calls share (see `transientSession`). */
+export interface TransientSession {
+  run<T>(fn: () => T): T;
+}
+
+/**
+ * One batch scope over several calls: each `run(fn)` folds with the ownership of every earlier run of
+ * the session, so an object is copied once per session, not once per call. For a caller that folds a
+ * log in pages read asynchronously between the calls (replay) and keeps none of the states it passes
+ * from one run to the next: those are written in place by later runs. The scope is closed between
+ * runs, so code running meanwhile (while the caller awaits its next page) never allocates into it.
+ */
+export function transientSession(): TransientSession {
+  const mine = new Set<object>();
+  return { run: (fn) => inScope(mine, fn) };
+}
+
+function inScope<T>(scope: Set<object>, fn: () => T): T {
   const outer = owned;
   const outerBatch = batch;
-  owned = new Set();
+  owned = scope;
   batch = true;
   try {
     return fn();

@@ -1,9 +1,16 @@
-import { EVENT_SCHEMA_VERSION, evolve, initialState, isEventType, upcast, withTransientTables, type IommuEvent, type Json, type State } from '@iommu-orch/core';
+import { EVENT_SCHEMA_VERSION, evolve, initialState, isEventType, transientSession, upcast, type IommuEvent, type Json, type State } from '@iommu-orch/core';
 import { parseMetadata, StoreError, type EventStore, type FoldRow, type StoredEvent } from '@iommu-orch/store';
 import { newestValidSnapshot, type SnapshotRejection } from './snapshots.js';
 
 /** Events per read while replaying: bounds memory, amortises the query. */
 export const REPLAY_PAGE = 1000;
+/**
+ * Pages folded in one transient session. A session's ownership set keeps alive everything the session
+ * allocated, states and records it has since replaced included, so a session spanning a whole log holds
+ * its garbage to the end (measured: map churn replay 0.69-0.81x raw but VM lifecycle down to 0.52x, against
+ * 0.56-0.61x and 0.61-0.72x with one session per page); four pages keep most of the saving, bounded.
+ */
+const SESSION_PAGES = 4;
 
 /** The default stream: one host's IOMMU is one aggregate, so its events form one ordered stream. */
 export const HOST_STREAM = 'host';
@@ -65,13 +72,17 @@ export async function replay(store: EventStore, options: ReplayOptions = {}): Pr
   let metadataText = '';
   let rowTime = Number.NaN;
   // Page by page rather than through readAll: a per-event async iteration costs as much as the read itself.
-  // Each page folds transiently (TCE leaves copied once per page, not once per event): nobody sees the
-  // states between two events of a page. readFold leaves the metadata unparsed: only the last folded
-  // row's time is reported, so only that one is parsed when there is no time bound.
+  // The pages fold in transient sessions of SESSION_PAGES pages (each record and TCE node copied once per
+  // session, not once per event): nobody sees the states between two events, nor between two pages.
+  // readFold leaves the metadata unparsed: only the last folded row's time is reported, so only that one
+  // is parsed when there is no time bound.
+  let session = transientSession();
+  let pages = 0;
   for (let after = start?.position ?? 0, done = false; !done && after < at; ) {
     const limit = Math.min(REPLAY_PAGE, at - after);
     const page = await store.readFold(after, limit);
-    state = withTransientTables(() => {
+    if (++pages % SESSION_PAGES === 0) session = transientSession();
+    state = session.run(() => {
       let s = state;
       for (const row of page) {
         if (row.position > at) {
