@@ -4,8 +4,8 @@ import type { ErsResult, ResetKind } from './eeh.js';
 import type { HcallLayer } from './kvm-tce.js';
 import type { EehErrSpec } from './vfio-eeh.js';
 import type { Range } from './iommufd-ctx.js';
-import type { PhbGeneration, Platform } from './pci.js';
-import type { HvFaultCode, Hypervisor } from './platform-hv.js';
+import type { HvFaultCode } from './platform-hv.js';
+import type { PhbSpec } from './topology.js';
 import type { Json } from './view.js';
 
 /**
@@ -13,15 +13,7 @@ import type { Json } from './view.js';
  * into these (zod); core re-checks every domain rule itself.
  */
 export type Command =
-  | {
-      readonly type: 'addPhb';
-      readonly phb: number;
-      readonly platform: Platform;
-      readonly generation: PhbGeneration;
-      readonly numPes?: number;
-      readonly pageShifts?: readonly number[];
-      readonly hypervisor?: Hypervisor;
-    }
+  | ({ readonly type: 'addPhb' } & PhbSpec)
   | ({ readonly type: 'addDevice' } & DeviceFields)
   | { readonly type: 'removeDevice'; readonly bdf: string; readonly surprise?: boolean }
   | { readonly type: 'requestRemoval'; readonly bdf: string }
