@@ -111,8 +111,9 @@ export function spaprAttachGroup(tx: Tx, name: string, group: number): Output {
   const platform = (id: number) => tx.state.phbs[tx.state.pes[tx.state.groups[id]!.pe]!.phb]!.platform;
   if (c.groups.length > 0 && platform(c.groups[0]!.group) !== platform(group)) fail('EPERM', `group ${group} has another table-group implementation than the container's groups`);
   if (c.v2 && tx.state.pes[g.pe]!.tableGroup.maxDynamicWindows === 0) fail('EINVAL', `group ${group} supports no dynamic window`);
-  for (const bdf of g.devices) claimDevice(tx, name, bdf);
   const source = windowsDomain(tx.state, c);
+  if (source && platform(group) === 'pseries') refuseForeignTable(group);
+  for (const bdf of g.devices) claimDevice(tx, name, bdf);
   const domain = source ? programGroup(tx, name, group, specsOf(source), source.windows) : null;
   const defWindowPending = c.groups.length === 0 ? true : c.defWindowPending;
   tx.emit({ type: 'SpaprGroupAttached', data: { container: name, group, domain, defWindowPending } });
@@ -247,11 +248,24 @@ function unprogramGroup(tx: Tx, name: string, entry: SpaprGroupEntry): void {
  */
 function setWindows(tx: Tx, name: string, specs: readonly WindowSpec[], defWindowPending: boolean): void {
   const c = tx.state.spapr[name]!;
+  const second = c.groups[1];
+  if (specs.length > 0 && second && tx.state.phbs[tx.state.pes[tx.state.groups[second.group]!.pe]!.phb]!.platform === 'pseries') refuseForeignTable(second.group);
   const old = windowsDomain(tx.state, c);
   const keep = (old?.windows ?? []).filter((w) => specs.some((s) => s.window === w.slot));
   for (const e of c.groups) unprogramGroup(tx, name, e);
   const groups = c.groups.map((e) => ({ group: e.group, domain: specs.length > 0 ? programGroup(tx, name, e.group, specs, keep) : null }));
   tx.emit({ type: 'SpaprWindowsSet', data: { container: name, groups, defWindowPending } });
+}
+
+/**
+ * pSeries `set_window` accepts only the table the group's own `create_table` made (tables[num]): the
+ * hypervisor created that window for that PE. A container programs the table it created through its
+ * first group into every group, so a second pSeries group can never take a window: attaching it to a
+ * container that has windows, or creating a window while it is attached, is EPERM (the kernel unsets
+ * what it had set and frees the table).
+ */
+function refuseForeignTable(group: number): never {
+  fail('EPERM', `group ${group} is a pSeries table group: its set_window takes only a table its own create_table made, not the container's`);
 }
 
 /** The pending default window: slot 0, 4K pages, the 32-bit size, one level. */
