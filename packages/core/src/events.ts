@@ -61,7 +61,7 @@ const TYPES: Record<IommuEventType, true> = {
   MemoryPreregistered: true, MemoryUnregistered: true,
   SpaprContainerOpened: true, SpaprGroupAttached: true, SpaprGroupDetached: true, SpaprEnabled: true, SpaprWindowsSet: true, SpaprRegionReferenced: true,
   SpaprContainerClosed: true,
-  IoEntitlementSet: true, HcallFaultSet: true, HcallEntriesAccepted: true,
+  IoEntitlementSet: true, HcallFaultSet: true, HcallEntriesAccepted: true, TcesLeaked: true,
 };
 export const EVENT_TYPES = Object.keys(TYPES) as readonly IommuEventType[];
 

@@ -124,6 +124,7 @@ function route(state: State, event: IommuEvent): State {
     case 'IoEntitlementSet':
     case 'HcallFaultSet':
     case 'HcallEntriesAccepted':
+    case 'TcesLeaked':
       return evolvePlatformHv(state, event);
   }
 }

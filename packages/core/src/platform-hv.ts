@@ -1,10 +1,11 @@
 import type { Output } from './commands.js';
 import { fail } from './errors.js';
-import { domainMappedBytes } from './pinning.js';
-import { drop, patch, put, type Phb, type State } from './state.js';
-import { tceFirstValid, tceValidRun, type TceTable } from './tce-table.js';
+import { unmapRange } from './domain.js';
+import { domainMappedBytes, withDomainTces } from './pinning.js';
+import { drop, patch, put, type DomainWindow, type Phb, type State } from './state.js';
+import { tceFirstValid, tceRuns, tceValidRun, TCE_PERM_MASK, type TceTable } from './tce-table.js';
 import type { Tx } from './tx.js';
-import { fromHex, toHex, type Hex } from './u64.js';
+import { fromHex, toHex, toHexRecord, type Hex } from './u64.js';
 
 /**
  * The platform hypervisor under a pSeries partition (ppc-platform.md 3.3, "VFIO inside an LPAR"):
@@ -60,7 +61,16 @@ export type PlatformHvEvent =
   /** `code` null disarms the PHB. */
   | { readonly type: 'HcallFaultSet'; readonly data: { readonly phb: number; readonly code: HvFaultCode | null; readonly afterEntries: number } }
   /** The armed hypervisor accepted `entries` more entries on the PHB (never more than it had left). */
-  | { readonly type: 'HcallEntriesAccepted'; readonly data: { readonly phb: number; readonly entries: number } };
+  | { readonly type: 'HcallEntriesAccepted'; readonly data: { readonly phb: number; readonly entries: number } }
+  /**
+   * A run of valid TCEs (consecutive entries, consecutive addresses from `paddr`) whose clear the
+   * hypervisor refused as their table went away: gone from the table, their bytes move from the
+   * context's `pinned` to its `leakedPinned`, and a v2 container's region keeps them mapped.
+   */
+  | {
+      readonly type: 'TcesLeaked';
+      readonly data: { readonly domain: number; readonly iova: Hex; readonly paddr: Hex; readonly pgsize: Hex; readonly pgcount: number };
+    };
 
 function requirePseries(state: State, phb: number): Phb {
   const p = state.phbs[phb] ?? fail('ENODEV', `no PHB ${phb}`);
@@ -112,7 +122,7 @@ export function platformHvInfo(state: State, phb: number): Output {
   const e = state.platformHv.entitlement;
   return {
     hypervisor: p.hypervisor, entitlement: e === null ? null : toHex(e), ioMapped: toHex(ioMappedBytes(state)),
-    fault: fault?.code ?? null, afterEntries: fault?.remaining ?? null,
+    fault: fault?.code ?? null, afterEntries: fault?.remaining ?? null, leaked: toHexRecord(state.leakedPinned),
   };
 }
 
@@ -184,6 +194,29 @@ export function* validStretches(table: TceTable, first: number, count: number): 
   }
 }
 
+/**
+ * tce_iommu_clear of a whole table that is about to be freed (SPAPR_TCE_REMOVE, container release):
+ * every entry is exchanged from the first, and one the hypervisor refuses is skipped, so its page is
+ * never unused (v1: the page stays pinned; v2: the region's mapped count never drops) while the table
+ * is freed and the window removed. Emits TcesLeaked, for each of `domains` (the groups' copies of the
+ * table), for the valid entries past those the hypervisor accepted, and moves the fault's count; the
+ * caller clears the accepted ones as it frees the domains.
+ */
+export function hvReleaseTable(tx: Tx, phb: number, domains: readonly number[], w: DomainWindow): void {
+  const { cleared } = hvClear(tx.state, phb, w.table.size);
+  const step = 1n << BigInt(w.table.pageShift);
+  for (const r of tceRuns(w.table)) {
+    const skip = Math.max(0, cleared - r.index);
+    if (skip >= r.count) continue;
+    const index = r.index + skip;
+    const data = {
+      iova: toHex(w.start + BigInt(index) * step), paddr: toHex((r.first & ~TCE_PERM_MASK) + BigInt(skip) * step), pgsize: toHex(step), pgcount: r.count - skip,
+    };
+    for (const domain of domains) tx.emit({ type: 'TcesLeaked', data: { domain, ...data } });
+  }
+  countAccepted(tx, phb, cleared);
+}
+
 /** Moves an armed PHB's count by the entries an accepted command got through. */
 export function countAccepted(tx: Tx, phb: number, entries: number): void {
   const fault = tx.state.platformHv.faults[phb];
@@ -205,5 +238,24 @@ export function evolvePlatformHv(state: State, event: PlatformHvEvent): State {
       const f = hv.faults[event.data.phb]!;
       return patch(state, { platformHv: { ...hv, faults: put(hv.faults, event.data.phb, { ...f, remaining: f.remaining - event.data.entries }) } });
     }
+    case 'TcesLeaked':
+      return evolveLeak(state, event.data);
   }
+}
+
+function evolveLeak(state: State, e: Extract<PlatformHvEvent, { type: 'TcesLeaked' }>['data']): State {
+  const d = state.domains[e.domain]!;
+  const pgsize = fromHex(e.pgsize);
+  const bytes = pgsize * BigInt(e.pgcount);
+  const next = withDomainTces(state, d, unmapRange(d, fromHex(e.iova), bytes));
+  const leakedPinned = put(next.leakedPinned, d.context, (next.leakedPinned[d.context] ?? 0n) + bytes);
+  if (!state.spapr[d.context]?.v2) return patch(next, { leakedPinned });
+  // A v2 TCE lies in a region the container preregistered (MAP_DMA checks it); a run may span two adjacent ones.
+  const first = fromHex(e.paddr);
+  const end = first + bytes;
+  const prereg = next.prereg.map((r) => {
+    const overlap = (end < r.ua + r.size ? end : r.ua + r.size) - (first > r.ua ? first : r.ua);
+    return overlap > 0n ? { ...r, leaked: r.leaked + Number(overlap / pgsize) } : r;
+  });
+  return patch(next, { leakedPinned, prereg });
 }

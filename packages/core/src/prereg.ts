@@ -13,12 +13,18 @@ import { fromHex, toHex, type Hex } from './u64.js';
  *
  * Invariants: regions never overlap; each is page aligned; `users` counts the registrations of the
  * exact same range (a second container of the process adopts the region).
+ *
+ * `leaked` counts the TCEs into the region whose clear the platform hypervisor refused as their table
+ * went away (TcesLeaked, platform-hv.ts): tce_iommu_clear skipped them, so tce_iommu_unuse_page_v2
+ * never ran and the region's mapped count never drops. The last put of such a region is EBUSY
+ * (mm_iommu_put), so it stays pinned while the process lives.
  */
 export interface Prereg {
   readonly ua: bigint;
   readonly size: bigint;
   readonly pageShift: number;
   readonly users: number;
+  readonly leaked: number;
 }
 
 export type PreregEvent =
@@ -39,11 +45,17 @@ export function registerMemory(tx: Tx, ua: bigint, size: bigint, pageShift: numb
   return { users: tx.state.prereg.find((r) => r.ua === ua)!.users };
 }
 
-/** UNREGISTER_MEMORY: ENOENT when no region has exactly this range. */
+/** UNREGISTER_MEMORY: ENOENT when no region has exactly this range; EBUSY for the last put of a region with leaked TCEs. */
 export function unregisterMemory(tx: Tx, ua: bigint, size: bigint): Output {
-  if (!tx.state.prereg.some((r) => r.ua === ua && r.size === size)) fail('ENOENT', `no preregistered region ${toHex(ua)}+${toHex(size)}`);
+  const r = tx.state.prereg.find((x) => x.ua === ua && x.size === size) ?? fail('ENOENT', `no preregistered region ${toHex(ua)}+${toHex(size)}`);
+  if (stuckOnLastPut(r)) fail('EBUSY', `region ${toHex(ua)}+${toHex(size)} keeps ${r.leaked} leaked TCEs mapped: its mapped count never drops`);
   tx.emit({ type: 'MemoryUnregistered', data: { ua: toHex(ua), size: toHex(size) } });
   return {};
+}
+
+/** Whether mm_iommu_put of the region would find its last user gone and mappings left (EBUSY). */
+export function stuckOnLastPut(r: Prereg): boolean {
+  return r.users === 1 && r.leaked > 0;
 }
 
 /** The region holding [ua, ua+len), if any (mm_iommu_lookup). */
@@ -57,7 +69,7 @@ export function evolvePrereg(state: State, event: PreregEvent): State {
   const i = state.prereg.findIndex((r) => r.ua === ua && r.size === size);
   if (event.type === 'MemoryPreregistered') {
     if (i >= 0) return patch(state, { prereg: state.prereg.map((r, j) => (j === i ? { ...r, users: r.users + 1 } : r)) });
-    return patch(state, { prereg: [...state.prereg, { ua, size, pageShift: event.data.pageShift, users: 1 }] });
+    return patch(state, { prereg: [...state.prereg, { ua, size, pageShift: event.data.pageShift, users: 1, leaked: 0 }] });
   }
   const r = state.prereg[i]!;
   return patch(state, { prereg: r.users > 1 ? state.prereg.map((x, j) => (j === i ? { ...x, users: x.users - 1 } : x)) : state.prereg.filter((_, j) => j !== i) });

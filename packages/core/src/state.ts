@@ -30,6 +30,12 @@ export interface State {
    * leak (invariants.ts compares the two).
    */
   readonly pinned: Readonly<Record<string, bigint>>;
+  /**
+   * Bytes each context left pinned for good: TCEs whose clear the platform hypervisor refused when
+   * their table went away (TcesLeaked, platform-hv.ts). No longer in any table, so not in `pinned`;
+   * nothing in the model ends them (the key outlives the container).
+   */
+  readonly leakedPinned: Readonly<Record<string, bigint>>;
   /** Next iommu_group id (global, in probe order, from 0 like the kernel's ida). */
   readonly nextGroupId: number;
   /** Next paging domain id (from 1: 0 is never a valid object id). */
@@ -215,6 +221,7 @@ export const initialState: State = {
   domains: {},
   slots: {},
   pinned: {},
+  leakedPinned: {},
   nextGroupId: 0,
   nextDomainId: 1,
   dma64Base: {},

@@ -11,6 +11,11 @@ export function toHex(value: bigint): Hex {
   return `0x${value.toString(16)}`;
 }
 
+/** A record of byte counts (by context) as hex. */
+export function toHexRecord(record: Readonly<Record<string, bigint>>): Record<string, Hex> {
+  return Object.fromEntries(Object.entries(record).map(([key, value]) => [key, toHex(value)]));
+}
+
 export function fromHex(value: Hex): bigint {
   // Up to 13 hex digits a double holds exactly, and Number() parses them several times faster than
   // BigInt() (the fold reads three addresses per TCE event). Anything else, malformed text included, goes

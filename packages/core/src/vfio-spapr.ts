@@ -3,9 +3,9 @@ import type { WindowSpec } from './ddw.js';
 import { allocPagingDomain, attachDevice, detachDevice } from './domain.js';
 import { fail } from './errors.js';
 import { claimDevice, releaseDevice } from './group.js';
-import { preregAt, registerMemory, unregisterMemory } from './prereg.js';
+import { preregAt, registerMemory, stuckOnLastPut, unregisterMemory } from './prereg.js';
 import { unmapAll } from './pinning.js';
-import { countAccepted, HCALL_STATUS, hvAnswers, hvBuild, hvClear, ioMappedBytes, validStretches } from './platform-hv.js';
+import { countAccepted, HCALL_STATUS, hvAnswers, hvBuild, hvClear, hvReleaseTable, ioMappedBytes, validStretches } from './platform-hv.js';
 import { drop, patch, put, type DomainWindow, type PagingDomain, type State } from './state.js';
 import { tceRuns, TCE_PERM_MASK, tceFirstValid, tcePermOf, type TcePerm } from './tce-table.js';
 import type { Tx } from './tx.js';
@@ -185,7 +185,8 @@ export function spaprRegisterMemory(tx: Tx, name: string, ua: bigint, size: bigi
 
 /**
  * UNREGISTER_MEMORY (v2). Quirk reproduced: while TCEs still map the region the kernel's put fails
- * with EBUSY, the ioctl still returns 0 and the region stays pinned, orphaned from the container.
+ * with EBUSY, the ioctl still returns 0 and the region stays pinned, orphaned from the container. TCEs
+ * leaked into it (a refused clear of a removed window) count as mapping it for good.
  */
 export function spaprUnregisterMemory(tx: Tx, name: string, ua: bigint, size: bigint): Output {
   const c = requireContainer(tx.state, name);
@@ -193,9 +194,9 @@ export function spaprUnregisterMemory(tx: Tx, name: string, ua: bigint, size: bi
   if ((ua | size) & (PAGE - 1n)) fail('EINVAL', `region ${toHex(ua)}+${toHex(size)} is not page aligned`);
   if (!c.regions.some((r) => r.ua === ua && r.size === size)) fail('ENOENT', `container ${name} has no region ${toHex(ua)}+${toHex(size)}`);
   tx.emit({ type: 'SpaprRegionReferenced', data: { container: name, ua: toHex(ua), size: toHex(size), referenced: false } });
-  const mapped = regionMapped(tx.state, ua, size);
-  if (!mapped) unregisterMemory(tx, ua, size);
-  return { orphaned: mapped };
+  const stays = regionMapped(tx.state, ua, size) || stuckOnLastPut(preregAt(tx.state, ua, size)!);
+  if (!stays) unregisterMemory(tx, ua, size);
+  return { orphaned: stays };
 }
 
 /** Whether any valid TCE of any domain points into [ua, ua+size). */
@@ -252,9 +253,23 @@ function setWindows(tx: Tx, name: string, specs: readonly WindowSpec[], defWindo
   if (specs.length > 0 && second && tx.state.phbs[tx.state.pes[tx.state.groups[second.group]!.pe]!.phb]!.platform === 'pseries') refuseForeignTable(second.group);
   const old = windowsDomain(tx.state, c);
   const keep = (old?.windows ?? []).filter((w) => specs.some((s) => s.window === w.slot));
-  for (const e of c.groups) unprogramGroup(tx, name, e);
+  releaseTables(tx, c, (old?.windows ?? []).filter((w) => !keep.includes(w)));
+  for (const e of tx.state.spapr[name]!.groups) unprogramGroup(tx, name, e);
   const groups = c.groups.map((e) => ({ group: e.group, domain: specs.length > 0 ? programGroup(tx, name, e.group, specs, keep) : null }));
   tx.emit({ type: 'SpaprWindowsSet', data: { container: name, groups, defWindowPending } });
+}
+
+/**
+ * The clears of the tables the container frees (`gone`, in slot order). Only on a partition can one be
+ * refused: the entries the hypervisor would not clear are leaked (hvReleaseTable) before the domains
+ * go; the rest are cleared with them. The windows kept when the set changes are not cleared in the
+ * kernel (the model re-makes their domains), so they never come here.
+ */
+function releaseTables(tx: Tx, c: SpaprContainer, gone: readonly DomainWindow[]): void {
+  const phb = gone.length > 0 ? hvPhb(tx.state, c) : null;
+  if (phb === null) return;
+  const domains = c.groups.flatMap((e) => (e.domain === null ? [] : [e.domain]));
+  for (const w of gone) hvReleaseTable(tx, phb, domains, w);
 }
 
 /**
@@ -304,7 +319,7 @@ export function spaprTceRemove(tx: Tx, name: string, startAddr: bigint): Output 
   const d = windowsDomain(tx.state, c);
   const w = d?.windows.find((x) => x.start === startAddr) ?? fail('EINVAL', `no window starts at ${toHex(startAddr)}`);
   setWindows(tx, name, specsOf(d).filter((s) => s.window !== w.slot), c.defWindowPending);
-  return {};
+  return hvPhb(tx.state, c) === null ? {} : hvOutput(tx.state, name, {});
 }
 
 /** MAP_DMA / UNMAP_DMA's shared checks; returns the container, its window and page size. */
@@ -410,9 +425,9 @@ function mapThroughHv(tx: Tx, c: SpaprContainer, phb: number, m: HvMap): Output 
   return hvOutput(tx.state, c.name, { ret, hcall: o.answer, ...(errno === null ? {} : { errno }), entry, stayed });
 }
 
-/** What a partition's MAP/UNMAP reports besides the ioctl's answer: the I/O mapping and the pins after it. */
+/** What a partition's MAP/UNMAP/TCE_REMOVE reports besides the ioctl's answer: the I/O mapping, the pins and the leaked pins after it. */
 function hvOutput(state: State, container: string, out: Output): Output {
-  return { ...out, ioMapped: toHex(ioMappedBytes(state)), pinned: toHex(state.pinned[container] ?? 0n) };
+  return { ...out, ioMapped: toHex(ioMappedBytes(state)), pinned: toHex(state.pinned[container] ?? 0n), leaked: toHex(state.leakedPinned[container] ?? 0n) };
 }
 
 /** UNMAP_DMA: clearing entries already clear succeeds; no size is written back. */
@@ -434,9 +449,15 @@ export function spaprUnmapDma(tx: Tx, name: string, iova: bigint, size: bigint, 
   return hvOutput(tx.state, name, { ret: 0, ...(answer === null ? {} : { hcall: answer }), stayed });
 }
 
-/** Release: every group's windows go (TCEs cleared) and its claims, then the regions. */
+/**
+ * Release: every group's windows go (TCEs cleared, or leaked where the hypervisor refuses the clear)
+ * and its claims, then the regions; the last put of a region with leaked TCEs fails (the kernel WARNs)
+ * and the region stays preregistered.
+ */
 export function spaprClose(tx: Tx, name: string): Output {
   const c = requireContainer(tx.state, name);
+  const partition = c.groups.length > 0 && hvPhb(tx.state, c) !== null;
+  releaseTables(tx, c, windowsDomain(tx.state, c)?.windows ?? []);
   for (const e of c.groups) {
     unprogramGroup(tx, name, e);
     // The container lets go of the group before the group's ownership goes: it never names a group it does not own.
@@ -445,10 +466,10 @@ export function spaprClose(tx: Tx, name: string): Output {
   }
   for (const r of tx.state.spapr[name]!.regions) {
     tx.emit({ type: 'SpaprRegionReferenced', data: { container: name, ua: toHex(r.ua), size: toHex(r.size), referenced: false } });
-    unregisterMemory(tx, r.ua, r.size);
+    if (!stuckOnLastPut(preregAt(tx.state, r.ua, r.size)!)) unregisterMemory(tx, r.ua, r.size);
   }
   tx.emit({ type: 'SpaprContainerClosed', data: { container: name } });
-  return {};
+  return partition ? { leaked: toHex(tx.state.leakedPinned[name] ?? 0n) } : {};
 }
 
 export function evolveSpapr(state: State, event: SpaprEvent): State {

@@ -2,7 +2,7 @@ import { iommufdView } from './iommufd-view.js';
 import type { DomainRef, DomainWindow, PagingDomain, State, TableRef, Window } from './state.js';
 import { pnvTableBytes, pnvTableGeometry } from './tce-levels.js';
 import { TCE_PERM_MASK, tcePermName, tceRuns } from './tce-table.js';
-import { toHex } from './u64.js';
+import { toHex, toHexRecord } from './u64.js';
 
 /**
  * A lossless, JSON-only view of the state: u64 values as hex, TCE tables as runs of consecutive
@@ -50,7 +50,8 @@ export function stateView(state: State): Json {
       windows: d.windows.map((w) => domainWindowView(state, d, w)), mappings: [...domainMappings(d)],
     })),
     slots: Object.values(state.slots).map((s) => ({ name: s.name, phb: s.phb, bus: s.bus, state: s.state })),
-    pinned: Object.fromEntries(Object.entries(state.pinned).map(([context, bytes]) => [context, toHex(bytes)])),
+    pinned: toHexRecord(state.pinned),
+    ...(Object.keys(state.leakedPinned).length === 0 ? {} : { leakedPinned: toHexRecord(state.leakedPinned) }),
     dma64Base: Object.entries(state.dma64Base).map(([phb, base]) => ({ phb: Number(phb), base: toHex(base) })),
     iommufd: iommufdView(state),
     ...(Object.keys(state.eeh).length === 0 ? {} : { eeh: eehView(state) }),
@@ -166,7 +167,7 @@ function hypervisorView(state: State): Record<string, Json> {
     }));
   }
   if (state.prereg.length > 0) {
-    out.prereg = state.prereg.map((r) => ({ ua: toHex(r.ua), size: toHex(r.size), pageShift: r.pageShift, users: r.users }));
+    out.prereg = state.prereg.map((r) => ({ ua: toHex(r.ua), size: toHex(r.size), pageShift: r.pageShift, users: r.users, ...(r.leaked > 0 ? { leaked: r.leaked } : {}) }));
   }
   const hv = state.platformHv;
   if (hv.entitlement !== null || Object.keys(hv.faults).length > 0) {

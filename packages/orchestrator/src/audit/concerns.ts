@@ -197,4 +197,5 @@ export const EVENT_CATEGORY: Readonly<Record<IommuEventType, Category>> = {
   IoEntitlementSet: 'topology',
   HcallFaultSet: 'topology',
   HcallEntriesAccepted: 'mapping',
+  TcesLeaked: 'mapping',
 };

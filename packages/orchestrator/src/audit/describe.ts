@@ -209,6 +209,10 @@ export function describeEvent(event: IommuEvent, before: State, after: State): s
     }
     case 'HcallEntriesAccepted':
       return `PHB ${hex4(event.data.phb)}'s hypervisor accepted ${event.data.entries} entries of its countdown to a fault`;
+    case 'TcesLeaked': {
+      const d = event.data;
+      return `domain ${d.domain} leaked ${pages(before, d)} -> ${d.paddr}: the hypervisor refused their clear as the table went away, the pages stay pinned`;
+    }
   }
 }
 

@@ -150,8 +150,8 @@ function windowRef(w: Window, slot: number): WindowRef {
 }
 
 /**
- * The domains whose TCE for `iova` the event writes (`map`) or clears (otherwise). TcesMapped and
- * TcesCleared name their domain; an IOAS area map or unmap writes every HWPT domain of its IOAS, and a
+ * The domains whose TCE for `iova` the event writes (`map`) or clears (otherwise). TcesMapped,
+ * TcesCleared and TcesLeaked (a refused clear: the entry leaves the freed table, its page stays pinned) name their domain; an IOAS area map or unmap writes every HWPT domain of its IOAS, and a
  * HWPT allocation fills its domain with the IOAS's areas. (Freeing a HWPT clears its domain with
  * TcesCleared events.)
  */
@@ -159,7 +159,8 @@ function tceWrites(e: IommuEvent, before: State, after: State, iova: bigint, map
   const covers = (first: bigint, last: bigint): boolean => iova >= first && iova <= last;
   switch (e.type) {
     case 'TcesMapped':
-    case 'TcesCleared': {
+    case 'TcesCleared':
+    case 'TcesLeaked': {
       const first = fromHex(e.data.iova);
       const hit = (e.type === 'TcesMapped') === map && covers(first, first + fromHex(e.data.pgsize) * BigInt(e.data.pgcount) - 1n);
       return hit ? [e.data.domain] : [];

@@ -103,12 +103,12 @@ export async function scanLog(store: EventStore, options: ScanOptions = {}): Pro
 }
 
 /** Events whose only effect on domains is writing TCEs (and so the pinned counts). */
-const TCE_WRITERS: ReadonlySet<IommuEvent['type']> = new Set(['TcesMapped', 'TcesCleared', 'IoasAreaMapped', 'IoasAreaUnmapped', 'HwptAllocated']);
+const TCE_WRITERS: ReadonlySet<IommuEvent['type']> = new Set(['TcesMapped', 'TcesCleared', 'TcesLeaked', 'IoasAreaMapped', 'IoasAreaUnmapped', 'HwptAllocated']);
 
 /**
  * evolve without TCE contents: TcesMapped and TcesCleared are not folded at all; an IOAS area mapped or
- * unmapped and a HWPT allocation (which fills its domain) are folded for their iommufd objects, with the
- * domains and pinned counts kept as they were. Every table therefore stays empty.
+ * unmapped, a HWPT allocation (which fills its domain) and a leak (its leaked bytes and region counts)
+ * are folded for their other objects, with the domains and pinned counts kept as they were. Every table therefore stays empty.
  */
 function foldRelations(state: State, event: IommuEvent): State {
   if (event.type === 'TcesMapped' || event.type === 'TcesCleared') return { ...state, version: state.version + 1 };
