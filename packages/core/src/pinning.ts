@@ -7,9 +7,11 @@ import { toHex } from './u64.js';
  * Pinned memory per user context. Every valid TCE in a context's paging domains pins one IOMMU page
  * (iommufd pins user pages while they are mapped), so the pinned bytes of a context are always the sum,
  * over its domains, of valid TCEs x IOMMU page size. The count is kept in `State.pinned`, apart from
- * the tables, and moves only with TcesMapped and TcesCleared: a domain freed while TCEs are still valid
- * would leave pages pinned for ever, which is why every path that frees a domain unmaps it first
- * (`unmapAll`), and why invariants.ts compares the two.
+ * the tables, and moves only with TcesMapped, TcesCleared and TcesLeaked: a domain freed while TCEs are
+ * still valid would leave pages pinned for ever unseen, which is why every path that frees a domain
+ * unmaps it first (`unmapAll`), and why invariants.ts compares the two. A leak the kernel does make (a
+ * clear the platform hypervisor refuses as a table is freed) is recorded, not hidden: TcesLeaked moves
+ * its bytes to `State.leakedPinned` (platform-hv.ts).
  *
  * `withDomainTces`: the state with domain `before` replaced by `after`, the same domain with TCEs
  * written or cleared, and its context's pinned bytes following.

@@ -34,6 +34,9 @@ import { fromHex, toHex, toHexRecord, type Hex } from './u64.js';
  *   `injectHcallFault` arms a PHB: after `afterEntries` more accepted entries, every TCE hcall on that
  *   PHB's tables gets the code, until it is cleared. The count moves only with accepted commands
  *   (`HcallEntriesAccepted`), so a refused command writes nothing, not even the count.
+ * - Leaks: a table freed by TCE_REMOVE or release is cleared entry by entry first (tce_iommu_clear), and
+ *   an entry whose clear is refused is skipped while the table goes: its page stays pinned for good
+ *   (`TcesLeaked`, `hvReleaseTable`; docs/model.md says what ends it: nothing modelled).
  */
 export type Hypervisor = 'qemu' | 'powervm';
 export const HV_FAULT_CODES = ['H_HARDWARE', 'H_BUSY'] as const;
