@@ -254,7 +254,7 @@ function setWindows(tx: Tx, name: string, specs: readonly WindowSpec[], defWindo
   const old = windowsDomain(tx.state, c);
   const keep = (old?.windows ?? []).filter((w) => specs.some((s) => s.window === w.slot));
   releaseTables(tx, c, (old?.windows ?? []).filter((w) => !keep.includes(w)));
-  for (const e of tx.state.spapr[name]!.groups) unprogramGroup(tx, name, e);
+  for (const e of c.groups) unprogramGroup(tx, name, e);
   const groups = c.groups.map((e) => ({ group: e.group, domain: specs.length > 0 ? programGroup(tx, name, e.group, specs, keep) : null }));
   tx.emit({ type: 'SpaprWindowsSet', data: { container: name, groups, defWindowPending } });
 }
