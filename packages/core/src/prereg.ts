@@ -1,6 +1,7 @@
 import type { Output } from './commands.js';
 import { fail } from './errors.js';
 import { patch, type State } from './state.js';
+import { tceRuns, TCE_PERM_MASK } from './tce-table.js';
 import type { Tx } from './tx.js';
 import { fromHex, toHex, type Hex } from './u64.js';
 
@@ -45,17 +46,40 @@ export function registerMemory(tx: Tx, ua: bigint, size: bigint, pageShift: numb
   return { users: tx.state.prereg.find((r) => r.ua === ua)!.users };
 }
 
-/** UNREGISTER_MEMORY: ENOENT when no region has exactly this range; EBUSY for the last put of a region with leaked TCEs. */
+/**
+ * UNREGISTER_MEMORY (mm_iommu_put): ENOENT when no region has exactly this range; EBUSY for the last put
+ * of a region still mapped (live or leaked TCEs into it), which stays registered.
+ */
 export function unregisterMemory(tx: Tx, ua: bigint, size: bigint): Output {
   const r = tx.state.prereg.find((x) => x.ua === ua && x.size === size) ?? fail('ENOENT', `no preregistered region ${toHex(ua)}+${toHex(size)}`);
-  if (stuckOnLastPut(r)) fail('EBUSY', `region ${toHex(ua)}+${toHex(size)} keeps ${r.leaked} leaked TCEs mapped: its mapped count never drops`);
+  if (stuckOnLastPut(tx.state, r)) {
+    fail('EBUSY', `region ${toHex(ua)}+${toHex(size)} is still mapped (${r.leaked > 0 ? `${r.leaked} leaked TCEs` : 'live TCEs point into it'}): its last put cannot free it`);
+  }
   tx.emit({ type: 'MemoryUnregistered', data: { ua: toHex(ua), size: toHex(size) } });
   return {};
 }
 
-/** Whether mm_iommu_put of the region would find its last user gone and mappings left (EBUSY). */
-export function stuckOnLastPut(r: Prereg): boolean {
-  return r.users === 1 && r.leaked > 0;
+/**
+ * Whether mm_iommu_put of the region would drop its last user with mappings left: the region's mapped
+ * count is above its base while a TCE (live, or leaked by a refused clear) points into it. Put then
+ * restores the user and fails with EBUSY. A put that leaves other users only drops one.
+ */
+export function stuckOnLastPut(state: State, r: Prereg): boolean {
+  return r.users === 1 && (r.leaked > 0 || regionMapped(state, r.ua, r.size));
+}
+
+/** Whether any valid TCE of any domain points into [ua, ua+size). */
+function regionMapped(state: State, ua: bigint, size: bigint): boolean {
+  for (const d of Object.values(state.domains)) {
+    for (const w of d.windows) {
+      for (const r of tceRuns(w.table)) {
+        const first = r.first & ~TCE_PERM_MASK;
+        const end = first + (BigInt(r.count) << BigInt(w.table.pageShift));
+        if (first < ua + size && ua < end) return true;
+      }
+    }
+  }
+  return false;
 }
 
 /** The region holding [ua, ua+len), if any (mm_iommu_lookup). */

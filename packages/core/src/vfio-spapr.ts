@@ -184,9 +184,11 @@ export function spaprRegisterMemory(tx: Tx, name: string, ua: bigint, size: bigi
 }
 
 /**
- * UNREGISTER_MEMORY (v2). Quirk reproduced: while TCEs still map the region the kernel's put fails
- * with EBUSY, the ioctl still returns 0 and the region stays pinned, orphaned from the container. TCEs
- * leaked into it (a refused clear of a removed window) count as mapping it for good.
+ * UNREGISTER_MEMORY (v2). The container forgets the region and puts it once. Quirk reproduced: when that
+ * is the region's last user while TCEs still map it, the kernel's put fails with EBUSY, the ioctl still
+ * returns 0 and the region stays pinned, orphaned from the container; with another user left (another
+ * container of the process adopted it) the put just drops this one. TCEs leaked into it (a refused
+ * clear of a removed window) count as mapping it for good.
  */
 export function spaprUnregisterMemory(tx: Tx, name: string, ua: bigint, size: bigint): Output {
   const c = requireContainer(tx.state, name);
@@ -194,23 +196,9 @@ export function spaprUnregisterMemory(tx: Tx, name: string, ua: bigint, size: bi
   if ((ua | size) & (PAGE - 1n)) fail('EINVAL', `region ${toHex(ua)}+${toHex(size)} is not page aligned`);
   if (!c.regions.some((r) => r.ua === ua && r.size === size)) fail('ENOENT', `container ${name} has no region ${toHex(ua)}+${toHex(size)}`);
   tx.emit({ type: 'SpaprRegionReferenced', data: { container: name, ua: toHex(ua), size: toHex(size), referenced: false } });
-  const stays = regionMapped(tx.state, ua, size) || stuckOnLastPut(preregAt(tx.state, ua, size)!);
+  const stays = stuckOnLastPut(tx.state, preregAt(tx.state, ua, size)!);
   if (!stays) unregisterMemory(tx, ua, size);
   return { orphaned: stays };
-}
-
-/** Whether any valid TCE of any domain points into [ua, ua+size). */
-function regionMapped(state: State, ua: bigint, size: bigint): boolean {
-  for (const d of Object.values(state.domains)) {
-    for (const w of d.windows) {
-      for (const r of tceRuns(w.table)) {
-        const first = r.first & ~TCE_PERM_MASK;
-        const end = first + (BigInt(r.count) << BigInt(w.table.pageShift));
-        if (first < ua + size && ua < end) return true;
-      }
-    }
-  }
-  return false;
 }
 
 /** A domain's windows as specs. */
@@ -466,7 +454,7 @@ export function spaprClose(tx: Tx, name: string): Output {
   }
   for (const r of tx.state.spapr[name]!.regions) {
     tx.emit({ type: 'SpaprRegionReferenced', data: { container: name, ua: toHex(r.ua), size: toHex(r.size), referenced: false } });
-    if (!stuckOnLastPut(preregAt(tx.state, r.ua, r.size)!)) unregisterMemory(tx, r.ua, r.size);
+    if (!stuckOnLastPut(tx.state, preregAt(tx.state, r.ua, r.size)!)) unregisterMemory(tx, r.ua, r.size);
   }
   tx.emit({ type: 'SpaprContainerClosed', data: { container: name } });
   return partition ? { leaked: toHex(tx.state.leakedPinned[name] ?? 0n) } : {};
