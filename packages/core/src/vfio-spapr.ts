@@ -108,7 +108,7 @@ export function spaprAttachGroup(tx: Tx, name: string, group: number): Output {
   const g = tx.state.groups[group] ?? fail('ENODEV', `no group ${group}`);
   if (c.groups.some((e) => e.group === group)) fail('EBUSY', `group ${group} is already in container ${name}`);
   if (!c.v2 && c.groups.length > 0) fail('EBUSY', `container ${name} is v1 and holds group ${c.groups[0]!.group}: v1 allows one group`);
-  const platform = (id: number) => tx.state.phbs[tx.state.pes[tx.state.groups[id]!.pe]!.phb]!.platform;
+  const platform = (id: number) => tx.state.phbs[groupPhb(tx.state, id)]!.platform;
   if (c.groups.length > 0 && platform(c.groups[0]!.group) !== platform(group)) fail('EPERM', `group ${group} has another table-group implementation than the container's groups`);
   if (c.v2 && tx.state.pes[g.pe]!.tableGroup.maxDynamicWindows === 0) fail('EINVAL', `group ${group} supports no dynamic window`);
   const source = windowsDomain(tx.state, c);
@@ -238,7 +238,7 @@ function unprogramGroup(tx: Tx, name: string, entry: SpaprGroupEntry): void {
 function setWindows(tx: Tx, name: string, specs: readonly WindowSpec[], defWindowPending: boolean): void {
   const c = tx.state.spapr[name]!;
   const second = c.groups[1];
-  if (specs.length > 0 && second && tx.state.phbs[tx.state.pes[tx.state.groups[second.group]!.pe]!.phb]!.platform === 'pseries') refuseForeignTable(second.group);
+  if (specs.length > 0 && second && tx.state.phbs[groupPhb(tx.state, second.group)]!.platform === 'pseries') refuseForeignTable(second.group);
   const old = windowsDomain(tx.state, c);
   const keep = (old?.windows ?? []).filter((w) => specs.some((s) => s.window === w.slot));
   releaseTables(tx, c, (old?.windows ?? []).filter((w) => !keep.includes(w)));
@@ -365,8 +365,13 @@ function emitCleared(tx: Tx, c: SpaprContainer, iova: bigint, page: bigint, pgco
  * the container's table is made through its first group's table group, so its LIOBN is that PHB's.
  */
 function hvPhb(state: State, c: SpaprContainer): number | null {
-  const phb = state.pes[state.groups[c.groups[0]!.group]!.pe]!.phb;
+  const phb = groupPhb(state, c.groups[0]!.group);
   return hvAnswers(state, phb) ? phb : null;
+}
+
+/** The PHB a group's PE sits on. */
+function groupPhb(state: State, group: number): number {
+  return state.pes[state.groups[group]!.pe]!.phb;
 }
 
 interface HvMap {
