@@ -1,5 +1,5 @@
 import { demoScenarioPath } from '@iommu-orch/orchestrator';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -124,5 +124,15 @@ describe('the installed bin', () => {
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/cannot read scenario/);
     expect(r.err).not.toMatch(/\n\s+at /);
+  });
+
+  it('refuses a malformed step before it opens (and so creates) the log file', () => {
+    const scenario = path('bad-step.json');
+    writeFileSync(scenario, JSON.stringify({ name: 'bad', topology: { phbs: [{ phb: 1, platform: 'pseries', generation: 'SPAPR', hypervisor: 'vmware' }], devices: [] }, commands: [] }));
+    const r = spawnCli('run', scenario, '--db', path('bad-step.sqlite'));
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/step 1 \(addPhb\): hypervisor/);
+    expect(r.err).not.toMatch(/\n\s+at /);
+    expect(existsSync(path('bad-step.sqlite'))).toBe(false);
   });
 });

@@ -93,18 +93,23 @@ export function scenarioSteps(s: Scenario): { raw: Record<string, unknown>; expe
   return steps;
 }
 
-/**
- * Runs every step in order. Input errors (a malformed command) abort the run with InputError before
- * anything is executed: the whole scenario is validated first.
- */
-export async function runScenario(orchestrator: Orchestrator, scenario: Scenario): Promise<ScenarioReport> {
-  const steps = scenarioSteps(scenario).map((s, i) => {
+/** Every step with its command validated; a malformed one is an InputError naming the step. */
+export function parseSteps(scenario: Scenario) {
+  return scenarioSteps(scenario).map((s, i) => {
     try {
       return { ...s, command: parseCommand(s.raw) };
     } catch (e) {
       throw new InputError(`step ${i + 1} (${String(s.raw.type)}): ${(e as Error).message}`);
     }
   });
+}
+
+/**
+ * Runs every step in order. Input errors (a malformed command) abort the run with InputError before
+ * anything is executed: the whole scenario is validated first.
+ */
+export async function runScenario(orchestrator: Orchestrator, scenario: Scenario): Promise<ScenarioReport> {
+  const steps = parseSteps(scenario);
   const results: StepResult[] = [];
   for (const [i, s] of steps.entries()) {
     const r = await orchestrator.execute(s.command);

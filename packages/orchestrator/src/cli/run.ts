@@ -6,7 +6,7 @@ import { InputError } from '../command-schema.js';
 import { fault, FAULT_NAMES, type Fault } from '../faults.js';
 import { Orchestrator } from '../orchestrator.js';
 import { renderState, renderStep, stateHeading } from '../render.js';
-import { loadScenario, runScenario, type Scenario } from '../scenario.js';
+import { loadScenario, parseSteps, runScenario, type Scenario } from '../scenario.js';
 import { dbOption, EXIT, type CliContext, type Io } from './io.js';
 
 export function registerRun(program: Command, ctx: CliContext): void {
@@ -21,6 +21,8 @@ export function registerRun(program: Command, ctx: CliContext): void {
     .addOption(faultOption())
     .action(async (file: string, opts: { db: string; json?: boolean; append?: boolean; clock: string; fault?: string }) => {
       const scenario = loadScenario(file);
+      // A malformed step is refused before the log file is opened (and so created).
+      parseSteps(scenario);
       const clock = opts.clock === 'system' ? systemClock : scenarioClock(scenario);
       const injected = opts.fault === undefined ? undefined : fault(opts.fault as Fault['name']);
       ctx.setExitCode(await runCommand(ctx.io, scenario, opts.db, clock, { json: opts.json ?? false, append: opts.append ?? false, fault: injected }));
